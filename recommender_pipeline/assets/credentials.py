@@ -1,0 +1,36 @@
+"""Which clusters can be analysed and how each is reached; a manifest, never a secret."""
+
+import dagster as dg
+import pandas as pd
+
+from recommender_pipeline.resources import ConfigResource
+
+MANIFEST_COLUMNS = ["cluster_id", "bootstrap_servers", "source", "key_id", "security_protocol"]
+
+
+@dg.asset(group_name="inventory", kinds={"kafka"})
+def credentials(context: dg.AssetExecutionContext, config: ConfigResource) -> pd.DataFrame:
+    """One row per Kafka cluster the pipeline can reach: id, bootstrap servers, where the
+    credentials came from and the API key id. Secrets stay in the step processes' memory."""
+    connections = config.settings.kafka_connections()
+    if not connections:
+        raise dg.Failure(
+            "No Kafka cluster to analyse: set KAFKA_CREDENTIALS (or check KAFKA_CLUSTER_FILTER)."
+        )
+    manifest = pd.DataFrame(
+        [
+            {
+                "cluster_id": c.cluster_id,
+                "bootstrap_servers": c.bootstrap_servers,
+                "source": c.source,
+                "key_id": c.key_id or "",
+                "security_protocol": c.properties.get("security.protocol", "PLAINTEXT"),
+            }
+            for c in connections
+        ],
+        columns=MANIFEST_COLUMNS,
+    )
+    context.add_output_metadata(
+        {"clusters": len(manifest), "manifest": dg.MetadataValue.md(manifest.to_markdown(index=False))}
+    )
+    return manifest

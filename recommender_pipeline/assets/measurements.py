@@ -1,0 +1,168 @@
+"""Day x topic measurements: a run covers one day's range of topics, measured in a few chunks.
+
+One step process per topic would cost about a second each on a small machine, so the planner
+splits each cluster's topics into at most `MAX_WORKERS_PER_CLUSTER` chunks; the multiprocess
+executor runs the chunks in parallel and a single step writes every row into the store.
+"""
+
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+from confluent_kafka import KafkaException
+
+from recommender_pipeline.measuring.sampling import DayMeasurer, SamplingLimits, TopicSpec
+from recommender_pipeline.partitions import (
+    daily_topic_partitions,
+    split_day_topic_key,
+    topic_key,
+)
+from recommender_pipeline.resources import ConfigResource, KafkaResource, MeasurementStoreResource
+
+
+@dataclass(frozen=True)
+class MeasurementChunk:
+    day: str
+    cluster_id: str
+    topics: tuple[TopicSpec, ...]
+
+
+def plan_chunks(keys: list[str], inventory: pd.DataFrame, max_chunks_per_cluster: int) -> tuple[
+    list[MeasurementChunk], list[str]
+]:
+    """Groups a run's (day, topic) keys into per-cluster chunks of similar size.
+
+    Returns the chunks and the keys left out because their topic is not in the inventory.
+    """
+    specs = {
+        topic_key(row.cluster_id, row.topic): TopicSpec(
+            row.cluster_id,
+            row.topic,
+            int(row.partitions),
+            None if pd.isna(row.retention_ms) else int(row.retention_ms),
+            bool(row.is_compacted),
+        )
+        for row in inventory.itertuples()
+    }
+    grouped: dict[tuple[str, str], list[TopicSpec]] = {}
+    skipped = []
+    for key in keys:
+        day, topic = split_day_topic_key(key)
+        if topic not in specs:
+            skipped.append(key)
+            continue
+        grouped.setdefault((day, specs[topic].cluster_id), []).append(specs[topic])
+    chunks = []
+    for (day, cluster_id), topics in sorted(grouped.items()):
+        count = min(max_chunks_per_cluster, len(topics))
+        # Deal the biggest topics first, round robin, so chunks carry similar partition counts.
+        ordered = sorted(topics, key=lambda spec: -spec.partitions)
+        chunks += [MeasurementChunk(day, cluster_id, tuple(ordered[i::count])) for i in range(count)]
+    return chunks, skipped
+
+
+def _mapping_key(chunk: MeasurementChunk, index: int) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{chunk.cluster_id}_{chunk.day}_{index}")
+
+
+@dg.op(out=dg.DynamicOut(MeasurementChunk))
+def plan_measurement_chunks(context: dg.OpExecutionContext, cluster_inventory: pd.DataFrame, config: ConfigResource):
+    """Splits the run's partitions into per-cluster chunks."""
+    keys = [str(key) for key in context.partition_keys]
+    chunks, skipped = plan_chunks(keys, cluster_inventory, config.settings.max_workers_per_cluster)
+    if skipped:
+        context.log.warning(f"{len(skipped)} partition(s) skipped, topic not in the inventory: {skipped[:10]}")
+    context.log.info(f"{len(keys)} partitions in {len(chunks)} chunks")
+    for index, chunk in enumerate(chunks):
+        yield dg.DynamicOutput(chunk, mapping_key=_mapping_key(chunk, index))
+
+
+@dg.op
+def measure_topic_chunk(
+    context: dg.OpExecutionContext, chunk: MeasurementChunk, config: ConfigResource, kafka: KafkaResource
+) -> list[dict]:
+    """Measures one chunk of topics for one day; a failing topic becomes an `error` row."""
+    settings = config.settings
+    limits = SamplingLimits(
+        settings.sampling_batch_size, settings.sampling_timeout_seconds, settings.sampling_max_consecutive_nulls
+    )
+    started = time.monotonic()
+    measurer = DayMeasurer(
+        kafka.admin(chunk.cluster_id),
+        lambda: kafka.consumer(chunk.cluster_id),
+        date.fromisoformat(chunk.day),
+        limits,
+        log=context.log.info,
+    )
+    try:
+        rows = measurer.measure(chunk.topics)
+    except KafkaException as error:  # the cluster itself failed: every topic of the chunk errs
+        reason = f"cluster {chunk.cluster_id} unreachable: {error.args[0].str()}"
+        context.log.error(reason)
+        rows = [measurer.error_row(spec, reason) for spec in chunk.topics]
+    elapsed = time.monotonic() - started
+    records = sum(row["sampled_records"] for row in rows)
+    context.add_output_metadata(
+        {
+            "topics": len(rows),
+            "records_read": records,
+            "records_per_sec": round(records / elapsed, 1) if elapsed else 0.0,
+            "seconds": round(elapsed, 2),
+        }
+    )
+    return rows
+
+
+@dg.op(out=dg.Out(dg.Nothing))
+def store_measurements(context: dg.OpExecutionContext, chunk_rows: list[list[dict]], store: MeasurementStoreResource):
+    """The single writer: stores every row, then fails the run if any topic failed.
+
+    On failure the topics that did succeed are still recorded as materialized partitions, so a
+    retry only has to re-measure the failed ones.
+    """
+    rows = [row for chunk in chunk_rows for row in chunk]
+    store.write_measurements(rows)
+    by_status = pd.Series([row["status"] for row in rows], dtype=str).value_counts().to_dict()
+    records = sum(row["records"] for row in rows)
+    metadata = {
+        "topics": len(rows),
+        "by_status": dg.MetadataValue.json({k: int(v) for k, v in by_status.items()}),
+        "records_in_window": records,
+        "bytes_in_window": sum(row["bytes"] for row in rows),
+    }
+    failed = [row for row in rows if row["status"] == "error"]
+    if not failed:
+        yield dg.Output(None, metadata=metadata)
+        return
+    for row in rows:
+        if row["status"] != "error":
+            yield dg.AssetMaterialization(
+                asset_key="topic_measurements",
+                partition=dg.MultiPartitionKey(
+                    {"date": row["date"], "topic": topic_key(row["cluster_id"], row["topic"])}
+                ),
+                metadata={"status": row["status"], "records": row["records"], "bytes": row["bytes"]},
+            )
+    details = {f"{row['cluster_id']}/{row['topic']}": row["reason"] for row in failed}
+    raise dg.Failure(
+        f"{len(failed)} of {len(rows)} topics could not be measured: {', '.join(sorted(details))}. "
+        "The other topics were measured and stored.",
+        metadata={"failed_topics": dg.MetadataValue.json(details), **metadata},
+    )
+
+
+@dg.graph_asset(
+    partitions_def=daily_topic_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="measurements",
+    kinds={"kafka", "duckdb"},
+)
+def topic_measurements(cluster_inventory: pd.DataFrame):
+    """What each topic carried on each UTC day: records and bytes in the day, mean record size,
+    average and peak (hourly) ingress in bytes/s, per-partition skew, and whether the numbers are
+    exact or estimated. Rows live in the measurement store (DuckDB by default)."""
+    return store_measurements(plan_measurement_chunks(cluster_inventory).map(measure_topic_chunk).collect())

@@ -1,0 +1,63 @@
+"""Per topic, the recommended partition count for the rolling window that ends on a day."""
+
+
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from recommender_pipeline.measuring.windows import window_days
+from recommender_pipeline.partitions import daily_partitions
+from recommender_pipeline.resources import ConfigResource, MeasurementStoreResource
+from recommender_pipeline.window import build_recommendations
+
+PREVIEW_COLUMNS = [
+    "cluster_id", "topic_name", "number_of_partitions", "recommended_partitions", "action",
+    "peak_ingress_bytes_per_sec", "avg_ingress_bytes_per_sec", "binding", "status",
+]
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="recommendations",
+    kinds={"pandas"},
+    deps=[
+        dg.AssetDep(
+            "topic_measurements",
+            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date"),
+        )
+    ],
+)
+def topic_recommendations(
+    context: dg.AssetExecutionContext,
+    cluster_inventory: pd.DataFrame,
+    config: ConfigResource,
+    store: MeasurementStoreResource,
+) -> pd.DataFrame:
+    """One row per topic: current and recommended partitions, the window's records, bytes, mean
+    record size, average and peak ingress (bytes/s), the binding constraint and the action
+    (`increase`, `keep` or `over-provisioned`; never a decrease)."""
+    settings = config.settings
+    end_day = date.fromisoformat(context.partition_key)
+    first_day = window_days(end_day, settings.sampling_days)[0]
+    measurements = store.read_measurements(first_day.isoformat(), end_day.isoformat())
+    recommendations = build_recommendations(cluster_inventory, measurements, end_day, settings)
+    if recommendations.empty:
+        context.add_output_metadata({"topics": 0})
+        return recommendations
+    counts = recommendations["action"].value_counts().to_dict()
+    context.add_output_metadata(
+        {
+            "topics": len(recommendations),
+            "topics_to_increase": int(counts.get("increase", 0)),
+            "topics_over_provisioned": int(counts.get("over-provisioned", 0)),
+            "topics_in_error": int((recommendations["status"] == "error").sum()),
+            "current_partitions": int(recommendations["number_of_partitions"].sum()),
+            "recommended_partitions": int(recommendations["recommended_partitions"].sum()),
+            "max_peak_ingress_bytes_per_sec": float(recommendations["peak_ingress_bytes_per_sec"].max()),
+            "recommendations": dg.MetadataValue.md(
+                recommendations[PREVIEW_COLUMNS].head(100).to_markdown(index=False, floatfmt=".1f")
+            ),
+        }
+    )
+    return recommendations

@@ -1,0 +1,35 @@
+"""The code location: every asset, job and resource in one Definitions."""
+
+import os
+
+import dagster as dg
+
+from recommender_pipeline.assets import credentials, inventory, measurements, recommendations, reports
+from recommender_pipeline.jobs import inventory_job, measurement_job, recommendation_job
+from recommender_pipeline.resources import ConfigResource, KafkaResource, MeasurementStoreResource
+
+config = ConfigResource(env_file=os.environ.get("RECOMMENDER_ENV_FILE", ".env"))
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports]),
+    jobs=[inventory_job, measurement_job, recommendation_job],
+    resources={
+        "config": config,
+        "kafka": KafkaResource(config=config),
+        "store": MeasurementStoreResource(config=config),
+    },
+    executor=dg.multi_or_in_process_executor,
+)
+
+
+# Zero-argument factories, so `dg.reconstructable` can rebuild each job in step processes.
+def get_inventory_job() -> dg.JobDefinition:
+    return defs.resolve_job_def(inventory_job.name)
+
+
+def get_measurement_job() -> dg.JobDefinition:
+    return defs.resolve_job_def(measurement_job.name)
+
+
+def get_recommendation_job() -> dg.JobDefinition:
+    return defs.resolve_job_def(recommendation_job.name)

@@ -1,0 +1,17 @@
+"""One exception type per kind of failure a user can act on; each message names what is at fault."""
+
+
+class RecommenderError(Exception):
+    """Base of every error this pipeline raises on purpose."""
+
+
+class ConfigurationError(RecommenderError):
+    """A configuration variable is missing or malformed: fix the named variable."""
+
+
+class ClusterUnreachableError(RecommenderError):
+    """A cluster did not answer with the configured connection settings."""
+
+
+class TopicMeasurementError(RecommenderError):
+    """One topic could not be measured for one day; the other topics are unaffected."""

@@ -1,0 +1,55 @@
+"""UTC days, their boundaries, and which days a topic's retention still lets us measure."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+HOURS_PER_DAY = 24
+
+
+def day_start_ms(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def day_end_ms(day: date) -> int:
+    return day_start_ms(day) + DAY_MS
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def iso_utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def window_length_days(sampling_days: int, retention_ms: int | None) -> int:
+    """`SAMPLING_DAYS`, capped by the whole days the topic retains, never less than one day."""
+    if retention_ms is None or retention_ms < 0:
+        return sampling_days
+    return min(sampling_days, max(1, retention_ms // DAY_MS))
+
+
+def window_days(end_day: date, length_days: int) -> list[date]:
+    """The `length_days` UTC days that end on `end_day`, oldest first."""
+    return [end_day - timedelta(days=offset) for offset in range(length_days - 1, -1, -1)]
+
+
+def unmeasurable_reason(day: date, retention_ms: int | None, at_ms: int) -> str | None:
+    """Why a day cannot be measured at `at_ms`, or None when it can.
+
+    A day that began before the retention horizon may have lost records to retention, so its
+    counts would look like low traffic; it is reported as not measurable instead of as zero.
+    """
+    start = day_start_ms(day)
+    if start > at_ms:
+        return "the day has not started yet"
+    if retention_ms is not None and retention_ms >= 0 and start < at_ms - retention_ms:
+        return f"the day began before the retention horizon (retention.ms={retention_ms})"
+    return None

@@ -1,0 +1,144 @@
+"""The one command: measure the days of the window that are missing, then recommend for a day.
+
+    recommender-pipeline [--day YYYY-MM-DD] [--in-process]
+
+Every step is a Dagster run on the instance in `DAGSTER_HOME` (default `.local/dagster_home`),
+so the runs, their logs and the materialized partitions are all visible in the Dagster UI.
+Exit code 0 when every run succeeded, 1 when a run failed (the reports are still written when
+the failure is limited to some topics or clusters), 2 for a configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+
+from recommender_pipeline import definitions
+from recommender_pipeline.errors import ConfigurationError
+from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, measurement_run_config
+from recommender_pipeline.measuring.windows import utc_today, window_days
+from recommender_pipeline.partitions import split_topic_key, topics_partitions
+from recommender_pipeline.settings import Settings, load_settings
+
+DEFAULT_DAGSTER_HOME = Path(".local/dagster_home")
+INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+
+
+@dataclass
+class Outcome:
+    day: date
+    measured_days: list[str] = field(default_factory=list)
+    failed_runs: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return not self.failed_runs
+
+
+def days_to_measure(settings: Settings, instance: dg.DagsterInstance, end_day: date) -> list[date]:
+    """Days of the window with a topic not yet measured, measured while the day was open, or in error."""
+    store = definitions.defs.resources["store"]
+    inventory = store.read_inventory()
+    days = window_days(end_day, settings.sampling_days)
+    stored = store.read_measurements(days[0].isoformat(), days[-1].isoformat())
+    done = {
+        (row.date, row.cluster_id, row.topic)
+        for row in stored.itertuples()
+        if row.status == "not_measurable" or (row.status != "error" and row.day_closed)
+    }
+    wanted = [(row.cluster_id, row.topic) for row in inventory.itertuples()]
+    return [d for d in days if any((d.isoformat(), c, t) not in done for c, t in wanted)]
+
+
+def _topic_range(instance: dg.DagsterInstance, settings: Settings) -> tuple[str, str] | None:
+    """First and last topic keys: a run's range over the topic dimension covers them all."""
+    keys = instance.get_dynamic_partitions(topics_partitions.name)
+    clusters = {c.cluster_id for c in settings.kafka_connections()}
+    if not any(split_topic_key(key)[0] in clusters for key in keys):
+        return None
+    return keys[0], keys[-1]
+
+
+def run_recommendations(
+    instance: dg.DagsterInstance, settings: Settings, end_day: date, in_process: bool = False
+) -> Outcome:
+    """Inventory, the missing measurement days (one run per day), then the day's recommendations."""
+    outcome = Outcome(end_day)
+
+    def execute(factory, **kwargs) -> list[str]:
+        """Runs a job; returns the report paths when the run wrote reports."""
+        with dg.execute_job(
+            dg.reconstructable(factory), instance=instance, raise_on_error=False, **kwargs
+        ) as result:
+            if not result.success:
+                outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id})")
+            return [
+                path
+                for event in result.get_asset_materialization_events()
+                if event.asset_key == dg.AssetKey("reports")
+                for path in event.materialization.metadata["paths"].value
+            ]
+
+    execute(definitions.get_inventory_job)
+    key_range = _topic_range(instance, settings)
+    if key_range is None:
+        return outcome
+    clusters = len(settings.kafka_connections())
+    run_config = IN_PROCESS_RUN_CONFIG if in_process else measurement_run_config(
+        min(clusters, settings.max_cluster_workers) * settings.max_workers_per_cluster
+    )
+    for day in days_to_measure(settings, instance, end_day):
+        first, last = (f"{day.isoformat()}|{key}" for key in key_range)
+        execute(
+            definitions.get_measurement_job,
+            run_config=run_config,
+            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        )
+        outcome.measured_days.append(day.isoformat())
+    outcome.reports = execute(definitions.get_recommendation_job, tags={"dagster/partition": end_day.isoformat()})
+    return outcome
+
+
+def ensure_instance() -> dg.DagsterInstance:
+    """The instance in DAGSTER_HOME, created under .local with telemetry off when unset."""
+    if not os.environ.get("DAGSTER_HOME"):
+        DEFAULT_DAGSTER_HOME.mkdir(parents=True, exist_ok=True)
+        os.environ["DAGSTER_HOME"] = str(DEFAULT_DAGSTER_HOME.resolve())
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    return dg.DagsterInstance.get()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recommender-pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--day", type=date.fromisoformat, default=None, help="window end day (UTC), default today")
+    parser.add_argument("--in-process", action="store_true", help="measure in one process (no step processes)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigurationError as error:
+        print(error, file=sys.stderr)
+        return 2
+    end_day = args.day or utc_today()
+    with ensure_instance() as instance:
+        outcome = run_recommendations(instance, settings, end_day, in_process=args.in_process)
+    print(f"window ending {end_day}: measured days {', '.join(outcome.measured_days) or 'none (all stored)'}")
+    for path in outcome.reports:
+        print(f"report: {path}")
+    for run in outcome.failed_runs:
+        print(f"FAILED: {run} (see the Dagster UI or `dagster run list`)", file=sys.stderr)
+    return 0 if outcome.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,129 @@
+"""The detail and summary CSVs, in the original tool's names and leading columns."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from recommender_pipeline.model import to_mib
+from recommender_pipeline.settings import RecommendationModel, Settings
+
+DETAIL_LEADING_COLUMNS = [
+    "method", "topic_name", "is_compacted", "number_of_records", "number_of_partitions",
+    "required_throughput", "consumer_throughput", "recommended_partitions",
+    "hot_partition_ingress", "hot_partition_egress", "status",
+]
+DETAIL_ADDED_COLUMNS = [
+    "cluster_id", "window_start", "window_end", "window_days", "days_measured",
+    "records_in_window", "bytes_in_window", "mean_record_bytes", "avg_ingress_bytes_per_sec",
+    "peak_ingress_bytes_per_sec", "partition_skew", "exact", "binding", "action", "reason",
+]
+ACTIVE = "active"
+
+
+def detail_frame(recommendations: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Throughputs are MiB/s rates in the capacity model and MiB totals in the seed model."""
+    seed = settings.recommendation_model is RecommendationModel.SEED
+    frame = recommendations.copy()
+    frame["is_compacted"] = frame["is_compacted"].map({True: "yes", False: "no"})
+    frame["number_of_records"] = frame["retained_records"] if seed else frame["records_in_window"]
+    frame["required_throughput"] = frame["required_bytes_per_sec"].map(to_mib)
+    frame["consumer_throughput"] = frame["consumer_bytes_per_sec"].map(to_mib)
+    frame["hot_partition_egress"] = "n/a"
+    return frame.reindex(columns=DETAIL_LEADING_COLUMNS + DETAIL_ADDED_COLUMNS)
+
+
+def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seconds: float) -> list[tuple]:
+    """The original tool's statistics in its order, then ours.
+
+    The seed model keeps the original's formulas (its `active_average_partitions_per_topic`
+    divides every topic's partitions by the active count). The capacity model computes them as
+    named, and since partitions are never removed, `percentage_decrease` is the over-provisioned
+    share that could not be given back, not a proposal.
+    """
+    seed = settings.recommendation_model is RecommendationModel.SEED
+    total_topics = len(recommendations)
+    active = recommendations[recommendations["status"] == ACTIVE]
+    active_count = len(active)
+    total_partitions = int(recommendations["number_of_partitions"].sum()) if total_topics else 0
+    active_partitions = int(active["number_of_partitions"].sum())
+    total_recommended = int(active["recommended_partitions"].sum())
+    if seed:
+        if active_partitions > total_recommended:
+            decrease = (active_partitions - total_recommended) / active_partitions * 100
+            increase = 0.0
+        else:
+            increase = (total_recommended - active_partitions) / active_partitions * 100 if active_partitions else 0.0
+            decrease = 0.0
+        active_average = total_partitions / active_count if active_count else 0.0
+        total_records = int(recommendations["retained_records"].sum()) if total_topics else 0
+    else:
+        to_add = (active["recommended_partitions"] - active["number_of_partitions"]).clip(lower=0).sum()
+        spare = (active["number_of_partitions"] - active["recommended_partitions"]).clip(lower=0).sum()
+        increase = float(to_add) / active_partitions * 100 if active_partitions else 0.0
+        decrease = float(spare) / active_partitions * 100 if active_partitions else 0.0
+        active_average = active_partitions / active_count if active_count else 0.0
+        total_records = int(recommendations["records_in_window"].sum()) if total_topics else 0
+    hot = int((active["hot_partition_ingress"] == "yes").sum())
+    method = recommendations["method"].iloc[0] if total_topics else "sampling_records"
+    sampling = method == "sampling_records"
+    rows = [
+        ("elapsed_time_hours", elapsed_seconds / 3600),
+        ("method", method),
+        ("required_consumption_throughput_factor", settings.required_throughput_factor),
+        ("minimum_required_throughput_threshold", to_mib(settings.min_consumption_throughput)),
+        ("default_partition_count", settings.min_recommended_partitions),
+        ("sampling_batch_size", settings.sampling_batch_size if sampling else None),
+        ("sampling_days", settings.sampling_days if sampling else None),
+        ("sampling_max_consecutive_nulls", settings.sampling_max_consecutive_nulls if sampling else None),
+        ("sampling_timeout", settings.sampling_timeout_seconds if sampling else None),
+        ("sampling_max_continuous_failed_batches",
+         settings.sampling_max_continuous_failed_batches if sampling else None),
+        ("total_topics", total_topics),
+        ("internal_topics_included", settings.include_internal_topics),
+        ("topic_filter", ",".join(settings.topic_filter) or "None"),
+        ("active_topic_count", active_count),
+        ("active_topic_percentage", active_count / total_topics * 100 if total_topics else 0.0),
+        ("total_partitions", total_partitions),
+        ("total_recommended_partitions", total_recommended),
+        ("active_total_partition_count", active_partitions),
+        ("percentage_decrease", decrease),
+        ("percentage_increase", increase),
+        ("total_records", total_records),
+        ("average_partitions_per_topic", total_partitions / total_topics if total_topics else 0.0),
+        ("active_average_partitions_per_topic", active_average),
+        ("average_recommended_partitions_per_topic", total_recommended / active_count if active_count else 0.0),
+        ("hot_partition_ingress_count", hot),
+        ("hot_partition_ingress_percentage", hot / active_count * 100 if active_count else 0.0),
+        ("hot_partition_egress_count", 0),
+        ("hot_partition_egress_percentage", 0.0),
+        ("recommendation_model", settings.recommendation_model.value),
+        ("consumer_throughput_per_partition_mib_per_sec", to_mib(settings.consumer_throughput_per_partition)),
+        ("window_end", recommendations["window_end"].max() if total_topics else None),
+        ("topics_to_increase", int((recommendations["action"] == "increase").sum()) if total_topics else 0),
+        ("topics_over_provisioned",
+         int((recommendations["action"] == "over-provisioned").sum()) if total_topics else 0),
+        ("error_topic_count", int((recommendations["status"] == "error").sum()) if total_topics else 0),
+    ]
+    return [(stat, value) for stat, value in rows if value is not None]
+
+
+def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Writes beside the target and renames, so a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", newline="") as stream:
+            frame.to_csv(stream, index=False)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def report_paths(reports_dir: Path, cluster_id: str, epoch: int) -> tuple[Path, Path]:
+    stem = f"{cluster_id}-recommender-{epoch}"
+    return reports_dir / f"{stem}-detail-report.csv", reports_dir / f"{stem}-summary-report.csv"

@@ -1,0 +1,59 @@
+"""Kafka clients (confluent-kafka) for every configured cluster."""
+
+
+import uuid
+
+import dagster as dg
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+
+from recommender_pipeline.errors import ConfigurationError
+from recommender_pipeline.resources.config import ConfigResource
+from recommender_pipeline.settings import ClusterConnection
+
+# Quiet, bounded clients: librdkafka logs at warning level and gives up on a dead cluster.
+COMMON = {"log_level": 4, "socket.connection.setup.timeout.ms": 10_000, "enable.metrics.push": False}
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """Builds AdminClients and Consumers from each cluster's connection properties.
+
+    Clients are created on demand (no network at import or definition time) and the secrets in
+    the properties never leave this process.
+    """
+
+    config: dg.ResourceDependency[ConfigResource]
+
+    def connections(self) -> dict[str, ClusterConnection]:
+        return {c.cluster_id: c for c in self.config.settings.kafka_connections()}
+
+    def connection(self, cluster_id: str) -> ClusterConnection:
+        try:
+            return self.connections()[cluster_id]
+        except KeyError:
+            raise ConfigurationError(
+                f"cluster {cluster_id!r} is not in KAFKA_CREDENTIALS (or is excluded by KAFKA_CLUSTER_FILTER)"
+            ) from None
+
+    def admin(self, cluster_id: str) -> AdminClient:
+        return AdminClient({**self.connection(cluster_id).properties, **COMMON})
+
+    def consumer(self, cluster_id: str) -> Consumer:
+        """A consumer that only reads assigned ranges: it never joins a group or commits."""
+        return Consumer(
+            {
+                **self.connection(cluster_id).properties,
+                **COMMON,
+                "group.id": f"recommender-pipeline-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "error",
+                "enable.partition.eof": False,
+                "fetch.max.bytes": 52_428_800,
+                # Reading history never needs the broker to hold a fetch open; a short wait keeps
+                # the switch from one topic's assignment to the next quick.
+                "fetch.wait.max.ms": 50,
+                "queued.max.messages.kbytes": 262_144,
+            }
+        )

@@ -1,0 +1,263 @@
+"""Every configuration variable, read once from the environment or `.env` and validated up front.
+
+The variable names are the original tool's, so an existing `.env` keeps working. A bad value fails
+before any work with one line per variable that names it and the form it expects; values of
+variables that carry secrets are never echoed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from recommender_pipeline.errors import ConfigurationError
+
+MIB = 1024 * 1024
+
+# librdkafka properties whose values are secrets: kept in memory, never logged or stored.
+SECRET_PROPERTY = re.compile(r"password|secret|\.pem$|ssl\.key\.|private", re.IGNORECASE)
+CLUSTER_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class RecommendationModel(StrEnum):
+    CAPACITY = "capacity"
+    SEED = "seed"
+
+
+@dataclass(frozen=True)
+class ClusterConnection:
+    """How to reach one Kafka cluster: its id and the librdkafka properties for its clients."""
+
+    cluster_id: str
+    properties: dict[str, str] = field(repr=False)
+    source: str = "env"
+    environment_id: str | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.properties["bootstrap.servers"]
+
+    @property
+    def key_id(self) -> str | None:
+        return self.properties.get("sasl.username")
+
+    def public_properties(self) -> dict[str, str]:
+        """The properties with every secret masked, safe for logs and metadata."""
+        return {k: ("***" if SECRET_PROPERTY.search(k) else v) for k, v in self.properties.items()}
+
+    def __repr__(self) -> str:
+        return f"ClusterConnection(cluster_id={self.cluster_id!r}, properties={self.public_properties()!r})"
+
+
+# What each variable expects, quoted in error messages and the README's table.
+EXPECTED_FORMS: dict[str, str] = {
+    "KAFKA_CREDENTIALS": 'a JSON array of objects, each with "kafka_cluster_id" and "bootstrap.servers" '
+    "plus any librdkafka property, e.g. "
+    '[{"kafka_cluster_id": "local", "bootstrap.servers": "127.0.0.1:9092"}]',
+    "CONFLUENT_CLOUD_CREDENTIAL": 'a JSON object {"confluent_cloud_api_key": "...", '
+    '"confluent_cloud_api_secret": "..."}',
+    "CONFLUENT_CLOUD_API_SECRET_PATH": 'a JSON object {"region_name": "...", "secret_name": "..."}',
+    "KAFKA_API_SECRET_PATHS": 'a JSON array of {"region_name": "...", "secret_name": "..."} objects',
+    "REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR": "a number greater than 0, e.g. 3 or 2.5",
+    "MIN_CONSUMPTION_THROUGHPUT": "a number of bytes per second, 0 or more, e.g. 10485760",
+    "CONSUMER_THROUGHPUT_PER_PARTITION": "a number of bytes per second greater than 0, e.g. 10485760",
+    "MIN_RECOMMENDED_PARTITIONS": "a whole number, 1 or more",
+    "SAMPLING_DAYS": "a whole number of days, 1 or more",
+    "SAMPLING_BATCH_SIZE": "a whole number of records, 1 or more, or empty/0 to read every record",
+    "SAMPLING_MAX_CONSECUTIVE_NULLS": "a whole number, 1 or more",
+    "SAMPLING_TIMEOUT_SECONDS": "a number of seconds greater than 0, e.g. 2.0",
+    "SAMPLING_MAX_CONTINUOUS_FAILED_BATCHES": "a whole number, 1 or more",
+    "MAX_CLUSTER_WORKERS": "a whole number, 1 or more",
+    "MAX_WORKERS_PER_CLUSTER": "a whole number, 1 or more",
+    "RECOMMENDATION_MODEL": "one of: capacity, seed",
+    "OVER_PROVISIONED_RATIO": "a number greater than 1, e.g. 2",
+    "HOT_PARTITION_SKEW": "a number greater than 1, e.g. 2",
+}
+BOOLEAN_FORM = "true or false (any case), also 1/0 or yes/no"
+LIST_FORM = "a comma-separated list, e.g. a,b"
+SECRET_VARIABLES = {"KAFKA_CREDENTIALS", "CONFLUENT_CLOUD_CREDENTIAL"}
+
+CommaList = Annotated[list[str], NoDecode]
+JsonList = Annotated[list[dict[str, Any]], NoDecode]
+JsonObject = Annotated[dict[str, Any], NoDecode]
+
+
+def _json(value: Any, shape: type) -> Any:
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else shape()
+    if not isinstance(value, shape):
+        raise ValueError(f"expected a JSON {'array' if shape is list else 'object'}")
+    return value
+
+
+class Settings(BaseSettings):
+    """The validated configuration. Field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=os.environ.get("RECOMMENDER_ENV_FILE", ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=True,
+    )
+
+    # Credentials and cluster discovery.
+    use_cloud_api_for_kafka_credentials: bool = Field(
+        False,
+        validation_alias=AliasChoices(
+            "USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS",
+            "USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_RESOURCE_CREDENTIALS",
+        ),
+    )
+    environment_filter: CommaList = Field(default_factory=list, alias="ENVIRONMENT_FILTER")
+    kafka_cluster_filter: CommaList = Field(default_factory=list, alias="KAFKA_CLUSTER_FILTER")
+    principal_id: str | None = Field(None, alias="PRINCIPAL_ID")
+    confluent_cloud_credential: JsonObject = Field(default_factory=dict, alias="CONFLUENT_CLOUD_CREDENTIAL")
+    kafka_credentials: JsonList = Field(default_factory=list, alias="KAFKA_CREDENTIALS")
+    use_aws_secrets_manager: bool = Field(False, alias="USE_AWS_SECRETS_MANAGER")
+    confluent_cloud_api_secret_path: JsonObject = Field(
+        default_factory=dict, alias="CONFLUENT_CLOUD_API_SECRET_PATH"
+    )
+    kafka_api_secret_paths: JsonList = Field(default_factory=list, alias="KAFKA_API_SECRET_PATHS")
+
+    # Which topics.
+    include_internal_topics: bool = Field(False, alias="INCLUDE_INTERNAL_TOPICS")
+    topic_filter: CommaList = Field(default_factory=list, alias="TOPIC_FILTER")
+
+    # The recommendation.
+    recommendation_model: RecommendationModel = Field(RecommendationModel.CAPACITY, alias="RECOMMENDATION_MODEL")
+    min_recommended_partitions: int = Field(6, ge=1, alias="MIN_RECOMMENDED_PARTITIONS")
+    min_consumption_throughput: float = Field(10 * MIB, ge=0, alias="MIN_CONSUMPTION_THROUGHPUT")
+    required_throughput_factor: float = Field(3.0, gt=0, alias="REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR")
+    consumer_throughput_per_partition: float = Field(
+        10 * MIB, gt=0, alias="CONSUMER_THROUGHPUT_PER_PARTITION"
+    )
+    over_provisioned_ratio: float = Field(2.0, gt=1, alias="OVER_PROVISIONED_RATIO")
+    hot_partition_skew: float = Field(2.0, gt=1, alias="HOT_PARTITION_SKEW")
+
+    # Measuring.
+    use_sample_records: bool = Field(True, alias="USE_SAMPLE_RECORDS")
+    sampling_days: int = Field(7, ge=1, alias="SAMPLING_DAYS")
+    sampling_batch_size: int | None = Field(10_000, alias="SAMPLING_BATCH_SIZE")
+    sampling_max_consecutive_nulls: int = Field(50, ge=1, alias="SAMPLING_MAX_CONSECUTIVE_NULLS")
+    sampling_timeout_seconds: float = Field(2.0, gt=0, alias="SAMPLING_TIMEOUT_SECONDS")
+    sampling_max_continuous_failed_batches: int = Field(
+        5, ge=1, alias="SAMPLING_MAX_CONTINUOUS_FAILED_BATCHES"
+    )
+
+    # Concurrency and outputs.
+    max_cluster_workers: int = Field(4, ge=1, alias="MAX_CLUSTER_WORKERS")
+    max_workers_per_cluster: int = Field(8, ge=1, alias="MAX_WORKERS_PER_CLUSTER")
+    reports_dir: Path = Field(Path("reports"), alias="REPORTS_DIR")
+    measurement_store_path: Path = Field(
+        Path(".local/measurements.duckdb"), alias="MEASUREMENT_STORE_PATH"
+    )
+
+    @field_validator("environment_filter", "kafka_cluster_filter", "topic_filter", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> list[str]:
+        if value is None:
+            return []
+        items = value if isinstance(value, list) else str(value).split(",")
+        return [item.strip() for item in items if item.strip() and item.strip().lower() != "none"]
+
+    @field_validator("kafka_credentials", "kafka_api_secret_paths", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> list:
+        items = _json(value, list)
+        if not all(isinstance(item, dict) for item in items):
+            raise ValueError("every entry must be a JSON object")
+        return items
+
+    @field_validator("confluent_cloud_credential", "confluent_cloud_api_secret_path", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> dict:
+        return _json(value, dict)
+
+    @field_validator("sampling_batch_size", mode="before")
+    @classmethod
+    def _optional_cap(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"", "0", "none", "all"}):
+            return None
+        if int(value) < 0:
+            raise ValueError("must not be negative")
+        return int(value) or None
+
+    @field_validator("principal_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _clusters_are_reachable(self) -> Settings:
+        for index, entry in enumerate(self.kafka_credentials):
+            missing = [key for key in ("kafka_cluster_id", "bootstrap.servers") if not entry.get(key)]
+            if missing:
+                raise ValueError(f"KAFKA_CREDENTIALS entry {index} lacks {', '.join(missing)}")
+            if not CLUSTER_ID.match(str(entry["kafka_cluster_id"])):
+                raise ValueError(
+                    f"KAFKA_CREDENTIALS entry {index}: kafka_cluster_id may use only letters, digits, . _ -"
+                )
+        ids = [str(entry["kafka_cluster_id"]) for entry in self.kafka_credentials]
+        duplicates = sorted({cid for cid in ids if ids.count(cid) > 1})
+        if duplicates:
+            raise ValueError(f"KAFKA_CREDENTIALS lists cluster {', '.join(duplicates)} more than once")
+        return self
+
+    def kafka_connections(self) -> list[ClusterConnection]:
+        """Clusters from `KAFKA_CREDENTIALS`, after `KAFKA_CLUSTER_FILTER`."""
+        connections = []
+        for entry in self.kafka_credentials:
+            cluster_id = str(entry["kafka_cluster_id"])
+            if self.kafka_cluster_filter and cluster_id not in self.kafka_cluster_filter:
+                continue
+            properties = {
+                k: str(v) for k, v in entry.items() if k not in {"kafka_cluster_id", "environment_id"}
+            }
+            if "sasl.username" in properties:
+                # Confluent Cloud keys, as in the original tool, unless the entry says otherwise.
+                properties.setdefault("security.protocol", "SASL_SSL")
+                properties.setdefault("sasl.mechanism", "PLAIN")
+            connections.append(
+                ClusterConnection(cluster_id, properties, "env", entry.get("environment_id"))
+            )
+        return connections
+
+
+def _variable_and_field(location: str) -> tuple[str, str | None]:
+    for name, info in Settings.model_fields.items():
+        aliases = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
+        if location in (name, info.alias, *aliases):
+            return (info.alias or str(aliases[0])), name
+    return location, None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a model-level check names its variable in its message
+        return message
+    variable, name = _variable_and_field(str(error["loc"][0]))
+    annotation = Settings.model_fields[name].annotation if name else None
+    expected = EXPECTED_FORMS.get(variable) or (
+        BOOLEAN_FORM if annotation is bool else LIST_FORM if name and name.endswith("_filter") else ""
+    )
+    shown = "" if variable in SECRET_VARIABLES else f" (got {error.get('input')!r})"
+    return f"{variable}: {message}{shown}" + (f"; expected {expected}" if expected else "")
+
+
+def load_settings(env_file: str | None = ".env") -> Settings:
+    """Reads and validates the configuration; raises ConfigurationError listing every bad variable."""
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as error:
+        lines = [_describe(e) for e in error.errors(include_url=False)]
+        raise ConfigurationError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
+

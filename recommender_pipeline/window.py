@@ -1,0 +1,138 @@
+"""From daily measurements to one row per topic over its rolling window, with its recommendation.
+
+Bytes and records add up across the window's days; the peak is the highest hourly bucket of
+any day; the average rate divides the bytes by the seconds actually measured.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pandas as pd
+
+from recommender_pipeline.measuring.windows import window_days, window_length_days
+from recommender_pipeline.model import recommend
+from recommender_pipeline.settings import Settings
+
+MEASURED = {"measured", "empty"}
+
+
+def _sum_partition_bytes(lists: list[str]) -> list[int]:
+    totals: list[int] = []
+    for values in (json.loads(text) for text in lists):
+        totals += [0] * (len(values) - len(totals))
+        for index, value in enumerate(values):
+            totals[index] += value
+    return totals
+
+
+def topic_window(
+    inventory_row: pd.Series, measurements: pd.DataFrame, end_day: date, settings: Settings
+) -> dict:
+    """One topic's window measurements and recommendation; `measurements` holds only its rows."""
+    retention = None if pd.isna(inventory_row.retention_ms) else int(inventory_row.retention_ms)
+    days = [d.isoformat() for d in window_days(end_day, window_length_days(settings.sampling_days, retention))]
+    by_day = {row.date: row for row in measurements.itertuples() if row.date in days}
+    measured = [by_day[d] for d in days if d in by_day and by_day[d].status in MEASURED]
+    errors = [by_day[d] for d in days if d in by_day and by_day[d].status == "error"]
+    not_measurable = [d for d in days if d in by_day and by_day[d].status == "not_measurable"]
+    missing = [d for d in days if d not in by_day]
+
+    current = int(inventory_row.partitions)
+    records = sum(int(row.records) for row in measured)
+    total_bytes = sum(int(row.bytes) for row in measured)
+    seconds = sum(float(row.window_seconds) for row in measured)
+    partition_bytes = _sum_partition_bytes([row.partition_bytes for row in measured])
+    mean_partition = sum(partition_bytes) / len(partition_bytes) if partition_bytes else 0.0
+    skew = max(partition_bytes) / mean_partition if mean_partition else 0.0
+    mean_record_bytes = total_bytes / records if records else 0.0
+    peak = max((float(row.peak_ingress_bytes_per_sec) for row in measured), default=0.0)
+    latest = measured[-1] if measured else None
+    seed_records = int(latest.retained_records) if latest is not None else 0
+
+    reasons = []
+    if errors:
+        status = "error"
+        reasons.append("; ".join(f"{row.date}: {row.reason}" for row in errors))
+    elif not measured:
+        status = "not_measured"
+    else:
+        status = "active" if records > 0 else "empty"
+    if not_measurable:
+        reasons.append(f"not measurable: {', '.join(not_measurable)}")
+    if missing:
+        reasons.append(f"not measured yet: {', '.join(missing)}")
+    if measured and not all(bool(row.exact) for row in measured):
+        reasons.append("counts estimated from a sample (SAMPLING_BATCH_SIZE)")
+
+    window = {
+        "cluster_id": inventory_row.cluster_id,
+        "topic_name": inventory_row.topic,
+        "method": latest.method if latest is not None else "sampling_records",
+        "is_compacted": bool(inventory_row.is_compacted),
+        "number_of_partitions": current,
+        "window_start": days[0],
+        "window_end": days[-1],
+        "window_days": len(days),
+        "days_measured": len(measured),
+        "records_in_window": records,
+        "bytes_in_window": total_bytes,
+        "measured_seconds": seconds,
+        "mean_record_bytes": mean_record_bytes,
+        "avg_ingress_bytes_per_sec": total_bytes / seconds if seconds else 0.0,
+        "peak_ingress_bytes_per_sec": peak,
+        "partition_skew": skew,
+        "hot_partition_ingress": "yes" if len(partition_bytes) > 1 and skew >= settings.hot_partition_skew else "no",
+        "exact": bool(measured) and all(bool(row.exact) for row in measured),
+        "retained_records": seed_records,
+        "measuring_seconds": sum(float(row.duration_seconds) for row in measured),
+        "status": status,
+    }
+    if status in {"error", "not_measured"}:
+        window.update(
+            recommended_partitions=0, required_bytes_per_sec=0.0, consumer_bytes_per_sec=0.0,
+            binding="", action="n/a", reason="; ".join(reasons),
+        )
+        return window
+    result = recommend(
+        peak_ingress_bytes_per_sec=peak,
+        mean_record_bytes=mean_record_bytes,
+        seed_record_count=seed_records,
+        current_partitions=current,
+        settings=settings,
+    )
+    reasons.insert(0, _explain(result.binding, result.recommended_partitions, current, result.action))
+    window.update(
+        recommended_partitions=result.recommended_partitions,
+        required_bytes_per_sec=result.required_bytes_per_sec,
+        consumer_bytes_per_sec=result.consumer_bytes_per_sec,
+        binding=result.binding,
+        action=result.action,
+        reason="; ".join(reasons),
+    )
+    return window
+
+
+def _explain(binding: str, recommended: int, current: int, action: str) -> str:
+    why = {
+        "peak_ingress": "peak ingress x factor sets the need",
+        "min_consumption_throughput": "MIN_CONSUMPTION_THROUGHPUT sets the need",
+        "min_recommended_partitions": "MIN_RECOMMENDED_PARTITIONS sets the floor",
+        "required_consumption_throughput_factor": "seed model: the factor decides",
+        "no_records": "seed model: no records",
+    }[binding]
+    return f"{why}: {recommended} partitions vs {current} now ({action})"
+
+
+def build_recommendations(
+    inventory: pd.DataFrame, measurements: pd.DataFrame, end_day: date, settings: Settings
+) -> pd.DataFrame:
+    """One row per inventoried topic for the window that ends on `end_day`."""
+    grouped = {key: frame for key, frame in measurements.groupby(["cluster_id", "topic"])}
+    empty = measurements.iloc[0:0]
+    rows = [
+        topic_window(row, grouped.get((row.cluster_id, row.topic), empty), end_day, settings)
+        for _, row in inventory.iterrows()
+    ]
+    return pd.DataFrame(rows).sort_values(["cluster_id", "topic_name"], ignore_index=True) if rows else pd.DataFrame()
