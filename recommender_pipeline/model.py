@@ -49,7 +49,10 @@ def capacity_recommendation(
     else:
         binding = "peak_ingress"
     return Recommendation(
-        recommended, required, consumer, binding,
+        recommended,
+        required,
+        consumer,
+        binding,
         _action(recommended, current_partitions, settings.over_provisioned_ratio),
     )
 
@@ -68,7 +71,10 @@ def seed_recommendation(
     else:
         recommended, binding = round(required / consumer), "required_consumption_throughput_factor"
     return Recommendation(
-        recommended, required, consumer, binding,
+        recommended,
+        required,
+        consumer,
+        binding,
         _action(recommended, current_partitions, settings.over_provisioned_ratio),
     )
 

@@ -12,14 +12,34 @@ from recommender_pipeline.model import to_mib
 from recommender_pipeline.settings import RecommendationModel, Settings
 
 DETAIL_LEADING_COLUMNS = [
-    "method", "topic_name", "is_compacted", "number_of_records", "number_of_partitions",
-    "required_throughput", "consumer_throughput", "recommended_partitions",
-    "hot_partition_ingress", "hot_partition_egress", "status",
+    "method",
+    "topic_name",
+    "is_compacted",
+    "number_of_records",
+    "number_of_partitions",
+    "required_throughput",
+    "consumer_throughput",
+    "recommended_partitions",
+    "hot_partition_ingress",
+    "hot_partition_egress",
+    "status",
 ]
 DETAIL_ADDED_COLUMNS = [
-    "cluster_id", "window_start", "window_end", "window_days", "days_measured",
-    "records_in_window", "bytes_in_window", "mean_record_bytes", "avg_ingress_bytes_per_sec",
-    "peak_ingress_bytes_per_sec", "partition_skew", "exact", "binding", "action", "reason",
+    "cluster_id",
+    "window_start",
+    "window_end",
+    "window_days",
+    "days_measured",
+    "records_in_window",
+    "bytes_in_window",
+    "mean_record_bytes",
+    "avg_ingress_bytes_per_sec",
+    "peak_ingress_bytes_per_sec",
+    "partition_skew",
+    "exact",
+    "binding",
+    "action",
+    "reason",
 ]
 ACTIVE = "active"
 
@@ -56,7 +76,11 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
             decrease = (active_partitions - total_recommended) / active_partitions * 100
             increase = 0.0
         else:
-            increase = (total_recommended - active_partitions) / active_partitions * 100 if active_partitions else 0.0
+            increase = (
+                (total_recommended - active_partitions) / active_partitions * 100
+                if active_partitions
+                else 0.0
+            )
             decrease = 0.0
         active_average = total_partitions / active_count if active_count else 0.0
         total_records = int(recommendations["retained_records"].sum()) if total_topics else 0
@@ -80,8 +104,10 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
         ("sampling_days", settings.sampling_days if sampling else None),
         ("sampling_max_consecutive_nulls", settings.sampling_max_consecutive_nulls if sampling else None),
         ("sampling_timeout", settings.sampling_timeout_seconds if sampling else None),
-        ("sampling_max_continuous_failed_batches",
-         settings.sampling_max_continuous_failed_batches if sampling else None),
+        (
+            "sampling_max_continuous_failed_batches",
+            settings.sampling_max_continuous_failed_batches if sampling else None,
+        ),
         ("total_topics", total_topics),
         ("internal_topics_included", settings.include_internal_topics),
         ("topic_filter", ",".join(settings.topic_filter) or "None"),
@@ -95,7 +121,10 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
         ("total_records", total_records),
         ("average_partitions_per_topic", total_partitions / total_topics if total_topics else 0.0),
         ("active_average_partitions_per_topic", active_average),
-        ("average_recommended_partitions_per_topic", total_recommended / active_count if active_count else 0.0),
+        (
+            "average_recommended_partitions_per_topic",
+            total_recommended / active_count if active_count else 0.0,
+        ),
         ("hot_partition_ingress_count", hot),
         ("hot_partition_ingress_percentage", hot / active_count * 100 if active_count else 0.0),
         ("hot_partition_egress_count", 0),
@@ -104,8 +133,10 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
         ("consumer_throughput_per_partition_mib_per_sec", to_mib(settings.consumer_throughput_per_partition)),
         ("window_end", recommendations["window_end"].max() if total_topics else None),
         ("topics_to_increase", int((recommendations["action"] == "increase").sum()) if total_topics else 0),
-        ("topics_over_provisioned",
-         int((recommendations["action"] == "over-provisioned").sum()) if total_topics else 0),
+        (
+            "topics_over_provisioned",
+            int((recommendations["action"] == "over-provisioned").sum()) if total_topics else 0,
+        ),
         ("error_topic_count", int((recommendations["status"] == "error").sum()) if total_topics else 0),
     ]
     return [(stat, value) for stat, value in rows if value is not None]

@@ -133,7 +133,9 @@ class Settings(BaseSettings):
     topic_filter: CommaList = Field(default_factory=list, alias="TOPIC_FILTER")
 
     # The recommendation.
-    recommendation_model: RecommendationModel = Field(RecommendationModel.CAPACITY, alias="RECOMMENDATION_MODEL")
+    recommendation_model: RecommendationModel = Field(
+        RecommendationModel.CAPACITY, alias="RECOMMENDATION_MODEL"
+    )
     min_recommended_partitions: int = Field(6, ge=1, alias="MIN_RECOMMENDED_PARTITIONS")
     min_consumption_throughput: float = Field(10 * MIB, ge=0, alias="MIN_CONSUMPTION_THROUGHPUT")
     required_throughput_factor: float = Field(3.0, gt=0, alias="REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR")
@@ -157,9 +159,7 @@ class Settings(BaseSettings):
     max_cluster_workers: int = Field(4, ge=1, alias="MAX_CLUSTER_WORKERS")
     max_workers_per_cluster: int = Field(8, ge=1, alias="MAX_WORKERS_PER_CLUSTER")
     reports_dir: Path = Field(Path("reports"), alias="REPORTS_DIR")
-    measurement_store_path: Path = Field(
-        Path(".local/measurements.duckdb"), alias="MEASUREMENT_STORE_PATH"
-    )
+    measurement_store_path: Path = Field(Path(".local/measurements.duckdb"), alias="MEASUREMENT_STORE_PATH")
 
     @field_validator("environment_filter", "kafka_cluster_filter", "topic_filter", mode="before")
     @classmethod
@@ -226,9 +226,7 @@ class Settings(BaseSettings):
                 # Confluent Cloud keys, as in the original tool, unless the entry says otherwise.
                 properties.setdefault("security.protocol", "SASL_SSL")
                 properties.setdefault("sasl.mechanism", "PLAIN")
-            connections.append(
-                ClusterConnection(cluster_id, properties, "env", entry.get("environment_id"))
-            )
+            connections.append(ClusterConnection(cluster_id, properties, "env", entry.get("environment_id")))
         return connections
 
 
@@ -260,4 +258,3 @@ def load_settings(env_file: str | None = ".env") -> Settings:
     except ValidationError as error:
         lines = [_describe(e) for e in error.errors(include_url=False)]
         raise ConfigurationError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
-

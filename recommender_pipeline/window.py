@@ -32,7 +32,9 @@ def topic_window(
 ) -> dict:
     """One topic's window measurements and recommendation; `measurements` holds only its rows."""
     retention = None if pd.isna(inventory_row.retention_ms) else int(inventory_row.retention_ms)
-    days = [d.isoformat() for d in window_days(end_day, window_length_days(settings.sampling_days, retention))]
+    days = [
+        d.isoformat() for d in window_days(end_day, window_length_days(settings.sampling_days, retention))
+    ]
     by_day = {row.date: row for row in measurements.itertuples() if row.date in days}
     measured = [by_day[d] for d in days if d in by_day and by_day[d].status in MEASURED]
     errors = [by_day[d] for d in days if d in by_day and by_day[d].status == "error"]
@@ -83,7 +85,9 @@ def topic_window(
         "avg_ingress_bytes_per_sec": total_bytes / seconds if seconds else 0.0,
         "peak_ingress_bytes_per_sec": peak,
         "partition_skew": skew,
-        "hot_partition_ingress": "yes" if len(partition_bytes) > 1 and skew >= settings.hot_partition_skew else "no",
+        "hot_partition_ingress": "yes"
+        if len(partition_bytes) > 1 and skew >= settings.hot_partition_skew
+        else "no",
         "exact": bool(measured) and all(bool(row.exact) for row in measured),
         "retained_records": seed_records,
         "measuring_seconds": sum(float(row.duration_seconds) for row in measured),
@@ -91,8 +95,12 @@ def topic_window(
     }
     if status in {"error", "not_measured"}:
         window.update(
-            recommended_partitions=0, required_bytes_per_sec=0.0, consumer_bytes_per_sec=0.0,
-            binding="", action="n/a", reason="; ".join(reasons),
+            recommended_partitions=0,
+            required_bytes_per_sec=0.0,
+            consumer_bytes_per_sec=0.0,
+            binding="",
+            action="n/a",
+            reason="; ".join(reasons),
         )
         return window
     result = recommend(
@@ -135,4 +143,8 @@ def build_recommendations(
         topic_window(row, grouped.get((row.cluster_id, row.topic), empty), end_day, settings)
         for _, row in inventory.iterrows()
     ]
-    return pd.DataFrame(rows).sort_values(["cluster_id", "topic_name"], ignore_index=True) if rows else pd.DataFrame()
+    return (
+        pd.DataFrame(rows).sort_values(["cluster_id", "topic_name"], ignore_index=True)
+        if rows
+        else pd.DataFrame()
+    )

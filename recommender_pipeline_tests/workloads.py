@@ -44,7 +44,9 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict | 
     futures[name].result()
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[Record], transactional_id: str | None = None) -> int:
+def produce(
+    bootstrap: str, topic: str, records: Iterable[Record], transactional_id: str | None = None
+) -> int:
     """Produces the records in order, flushes, and returns how many were sent."""
     config = {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True}
     if transactional_id:
@@ -74,7 +76,9 @@ def produce(bootstrap: str, topic: str, records: Iterable[Record], transactional
     return count
 
 
-def spread(day: date, hour: int, count: int, size: int, partitions: int = 1, seconds: int = 3600) -> list[Record]:
+def spread(
+    day: date, hour: int, count: int, size: int, partitions: int = 1, seconds: int = 3600
+) -> list[Record]:
     """`count` records of `size` value bytes spread evenly over an hour, round robin on partitions."""
     start = at(day, hour)
     step = seconds * 1000 // max(count, 1)
@@ -85,7 +89,11 @@ def demo_workload(bootstrap: str, prefix: str = "demo", days: int = 3) -> list[s
     """A few topics with several days of traffic of different shapes, for the quick start."""
     today = datetime.now(UTC).date()
     rng = random.Random(7)
-    shapes = {f"{prefix}.orders": (6, 400, 6), f"{prefix}.clicks": (3, 2500, 3), f"{prefix}.audit": (1, 60, 1)}
+    shapes = {
+        f"{prefix}.orders": (6, 400, 6),
+        f"{prefix}.clicks": (3, 2500, 3),
+        f"{prefix}.audit": (1, 60, 1),
+    }
     for name, (partitions, per_hour, _) in shapes.items():
         create_topic(bootstrap, name, partitions)
         records = []

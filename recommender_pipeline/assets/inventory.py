@@ -1,6 +1,5 @@
 """Every topic of every cluster, after the filters, and the dynamic partitions that follow them."""
 
-
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -60,7 +59,9 @@ def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings)
                 "cluster_id": cluster_id,
                 "topic": name,
                 "partitions": len(description.partitions),
-                "replication_factor": len(description.partitions[0].replicas) if description.partitions else 0,
+                "replication_factor": len(description.partitions[0].replicas)
+                if description.partitions
+                else 0,
                 "cleanup_policy": policy,
                 "retention_ms": retention,
                 "is_internal": internal,
@@ -88,14 +89,18 @@ def cluster_inventory(
     excluded = 0
     for cluster_id in credentials["cluster_id"]:
         try:
-            cluster_rows, cluster_excluded = list_cluster_topics(kafka.admin(cluster_id), cluster_id, settings)
+            cluster_rows, cluster_excluded = list_cluster_topics(
+                kafka.admin(cluster_id), cluster_id, settings
+            )
         except KafkaException as error:
             failed[cluster_id] = error.args[0].str()
             context.log.error(f"cluster {cluster_id} unreachable: {failed[cluster_id]}")
             continue
         rows += cluster_rows
         excluded += cluster_excluded
-        context.log.info(f"cluster {cluster_id}: {len(cluster_rows)} topics kept, {cluster_excluded} filtered out")
+        context.log.info(
+            f"cluster {cluster_id}: {len(cluster_rows)} topics kept, {cluster_excluded} filtered out"
+        )
 
     inventory = pd.DataFrame(rows, columns=list(INVENTORY_COLUMNS))
     keys = [topic_key(c, t) for c, t in zip(inventory["cluster_id"], inventory["topic"], strict=True)]

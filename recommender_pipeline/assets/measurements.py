@@ -5,7 +5,6 @@ splits each cluster's topics into at most `MAX_WORKERS_PER_CLUSTER` chunks; the 
 executor runs the chunks in parallel and a single step writes every row into the store.
 """
 
-
 import re
 import time
 from dataclasses import dataclass
@@ -31,9 +30,9 @@ class MeasurementChunk:
     topics: tuple[TopicSpec, ...]
 
 
-def plan_chunks(keys: list[str], inventory: pd.DataFrame, max_chunks_per_cluster: int) -> tuple[
-    list[MeasurementChunk], list[str]
-]:
+def plan_chunks(
+    keys: list[str], inventory: pd.DataFrame, max_chunks_per_cluster: int
+) -> tuple[list[MeasurementChunk], list[str]]:
     """Groups a run's (day, topic) keys into per-cluster chunks of similar size.
 
     Returns the chunks and the keys left out because their topic is not in the inventory.
@@ -70,12 +69,16 @@ def _mapping_key(chunk: MeasurementChunk, index: int) -> str:
 
 
 @dg.op(out=dg.DynamicOut(MeasurementChunk))
-def plan_measurement_chunks(context: dg.OpExecutionContext, cluster_inventory: pd.DataFrame, config: ConfigResource):
+def plan_measurement_chunks(
+    context: dg.OpExecutionContext, cluster_inventory: pd.DataFrame, config: ConfigResource
+):
     """Splits the run's partitions into per-cluster chunks."""
     keys = [str(key) for key in context.partition_keys]
     chunks, skipped = plan_chunks(keys, cluster_inventory, config.settings.max_workers_per_cluster)
     if skipped:
-        context.log.warning(f"{len(skipped)} partition(s) skipped, topic not in the inventory: {skipped[:10]}")
+        context.log.warning(
+            f"{len(skipped)} partition(s) skipped, topic not in the inventory: {skipped[:10]}"
+        )
     context.log.info(f"{len(keys)} partitions in {len(chunks)} chunks")
     for index, chunk in enumerate(chunks):
         yield dg.DynamicOutput(chunk, mapping_key=_mapping_key(chunk, index))
@@ -88,7 +91,9 @@ def measure_topic_chunk(
     """Measures one chunk of topics for one day; a failing topic becomes an `error` row."""
     settings = config.settings
     limits = SamplingLimits(
-        settings.sampling_batch_size, settings.sampling_timeout_seconds, settings.sampling_max_consecutive_nulls
+        settings.sampling_batch_size,
+        settings.sampling_timeout_seconds,
+        settings.sampling_max_consecutive_nulls,
     )
     started = time.monotonic()
     measurer = DayMeasurer(
@@ -118,7 +123,9 @@ def measure_topic_chunk(
 
 
 @dg.op(out=dg.Out(dg.Nothing))
-def store_measurements(context: dg.OpExecutionContext, chunk_rows: list[list[dict]], store: MeasurementStoreResource):
+def store_measurements(
+    context: dg.OpExecutionContext, chunk_rows: list[list[dict]], store: MeasurementStoreResource
+):
     """The single writer: stores every row, then fails the run if any topic failed.
 
     On failure the topics that did succeed are still recorded as materialized partitions, so a

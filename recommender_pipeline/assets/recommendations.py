@@ -1,6 +1,5 @@
 """Per topic, the recommended partition count for the rolling window that ends on a day."""
 
-
 from datetime import date
 
 import dagster as dg
@@ -12,8 +11,15 @@ from recommender_pipeline.resources import ConfigResource, MeasurementStoreResou
 from recommender_pipeline.window import build_recommendations
 
 PREVIEW_COLUMNS = [
-    "cluster_id", "topic_name", "number_of_partitions", "recommended_partitions", "action",
-    "peak_ingress_bytes_per_sec", "avg_ingress_bytes_per_sec", "binding", "status",
+    "cluster_id",
+    "topic_name",
+    "number_of_partitions",
+    "recommended_partitions",
+    "action",
+    "peak_ingress_bytes_per_sec",
+    "avg_ingress_bytes_per_sec",
+    "binding",
+    "status",
 ]
 
 

@@ -1,6 +1,5 @@
 """Per cluster, the detail and summary CSV reports for a day's recommendations."""
 
-
 import time
 
 import dagster as dg
@@ -25,15 +24,29 @@ def reports(
     for cluster_id, recommendations in topic_recommendations.groupby("cluster_id", sort=True):
         detail_path, summary_path = report_paths(settings.reports_dir, str(cluster_id), epoch)
         detail = detail_frame(recommendations, settings)
-        summary = pd.DataFrame(summary_rows(recommendations, settings, recommendations["measuring_seconds"].sum()),
-                               columns=["stat", "value"])
+        summary = pd.DataFrame(
+            summary_rows(recommendations, settings, recommendations["measuring_seconds"].sum()),
+            columns=["stat", "value"],
+        )
         write_csv_atomically(detail, detail_path)
         write_csv_atomically(summary, summary_path)
         written += [
-            {"cluster_id": cluster_id, "kind": "detail", "path": str(detail_path.resolve()), "rows": len(detail)},
-            {"cluster_id": cluster_id, "kind": "summary", "path": str(summary_path.resolve()), "rows": len(summary)},
+            {
+                "cluster_id": cluster_id,
+                "kind": "detail",
+                "path": str(detail_path.resolve()),
+                "rows": len(detail),
+            },
+            {
+                "cluster_id": cluster_id,
+                "kind": "summary",
+                "path": str(summary_path.resolve()),
+                "rows": len(summary),
+            },
         ]
-        context.log.info(f"cluster {cluster_id}: wrote {detail_path} ({len(detail)} topics) and {summary_path}")
+        context.log.info(
+            f"cluster {cluster_id}: wrote {detail_path} ({len(detail)} topics) and {summary_path}"
+        )
     files = pd.DataFrame(written, columns=["cluster_id", "kind", "path", "rows"])
     context.add_output_metadata(
         {
@@ -44,4 +57,3 @@ def reports(
         }
     )
     return files
-

@@ -119,7 +119,6 @@ def read_ranges(
     pending = {p for p, (start, end, _) in ranges.items() if end > start}
     if not pending:
         return tallies
-    last_offset = {p: ranges[p][0] - 1 for p in pending}
 
     def finish(partition: int, covered_to: int) -> None:
         start, end, _ = ranges[partition]
@@ -150,7 +149,7 @@ def read_ranges(
                 partition, offset = message.partition(), message.offset()
                 if partition not in pending:
                     continue
-                start, end, limit = ranges[partition]
+                _, end, limit = ranges[partition]
                 if offset >= end:
                     finish(partition, end)
                     continue
@@ -160,7 +159,6 @@ def read_ranges(
                 tally.records += 1
                 tally.bytes += size
                 tally.hour_bytes[hour] += size
-                last_offset[partition] = offset
                 if offset == end - 1:
                     finish(partition, end)
                 elif limit is not None and tally.records >= limit:
@@ -321,9 +319,7 @@ class DayMeasurer:
         estimates = self._estimate_capped(consumer, spec.topic, spans, capped, start_ms) if capped else {}
 
         records = sum(t.records for t in tallies.values()) + sum(e[0] for e in estimates.values())
-        partition_bytes = [
-            tallies[p].bytes if p in tallies else estimates[p][1] for p in sorted(spans)
-        ]
+        partition_bytes = [tallies[p].bytes if p in tallies else estimates[p][1] for p in sorted(spans)]
         hour_bytes = [0.0] * HOURS_PER_DAY
         for tally in tallies.values():
             hour_bytes = [a + b for a, b in zip(hour_bytes, tally.hour_bytes, strict=True)]
@@ -375,11 +371,15 @@ class DayMeasurer:
         errors: dict[str, str] = {}
         boundaries = {p: [spans[p][0]] for p in capped}
         for hour in range(1, HOURS_PER_DAY):
-            specs = {TopicPartition(topic, p): OffsetSpec.for_timestamp(start_ms + hour * HOUR_MS) for p in capped}
+            specs = {
+                TopicPartition(topic, p): OffsetSpec.for_timestamp(start_ms + hour * HOUR_MS) for p in capped
+            }
             found = _list_offsets(self.admin, specs, errors)
             for p in capped:
                 offset = found.get((topic, p), -1)
-                boundaries[p].append(min(max(offset if offset >= 0 else spans[p][1], boundaries[p][-1]), spans[p][1]))
+                boundaries[p].append(
+                    min(max(offset if offset >= 0 else spans[p][1], boundaries[p][-1]), spans[p][1])
+                )
         if errors:
             raise TopicMeasurementError(errors[topic])
         for p in capped:

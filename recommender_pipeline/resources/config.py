@@ -1,6 +1,5 @@
 """The validated configuration as a resource, read once per step process."""
 
-
 import dagster as dg
 from pydantic import PrivateAttr
 

@@ -1,6 +1,5 @@
 """Kafka clients (confluent-kafka) for every configured cluster."""
 
-
 import uuid
 
 import dagster as dg

@@ -5,7 +5,6 @@ the file briefly and retries while another process holds the lock; the measureme
 a single writer step per run.
 """
 
-
 import contextlib
 import random
 import time
