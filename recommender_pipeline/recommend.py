@@ -74,9 +74,7 @@ def run_recommendations(
 
     def execute(factory, **kwargs) -> list[str]:
         """Runs a job; returns the report paths when the run wrote reports."""
-        with dg.execute_job(
-            dg.reconstructable(factory), instance=instance, raise_on_error=False, **kwargs
-        ) as result:
+        with dg.execute_job(dg.reconstructable(factory), instance=instance, raise_on_error=False, **kwargs) as result:
             if not result.success:
                 outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id})")
             return [
@@ -94,9 +92,7 @@ def run_recommendations(
     run_config = (
         IN_PROCESS_RUN_CONFIG
         if in_process
-        else measurement_run_config(
-            min(clusters, settings.max_cluster_workers) * settings.max_workers_per_cluster
-        )
+        else measurement_run_config(min(clusters, settings.max_cluster_workers) * settings.max_workers_per_cluster)
     )
     for day in days_to_measure(settings, instance, end_day):
         first, last = (f"{day.isoformat()}|{key}" for key in key_range)
@@ -106,9 +102,7 @@ def run_recommendations(
             tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
         )
         outcome.measured_days.append(day.isoformat())
-    outcome.reports = execute(
-        definitions.get_recommendation_job, tags={"dagster/partition": end_day.isoformat()}
-    )
+    outcome.reports = execute(definitions.get_recommendation_job, tags={"dagster/partition": end_day.isoformat()})
     return outcome
 
 
@@ -126,12 +120,8 @@ def ensure_instance() -> dg.DagsterInstance:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recommender-pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--day", type=date.fromisoformat, default=None, help="window end day (UTC), default today"
-    )
-    parser.add_argument(
-        "--in-process", action="store_true", help="measure in one process (no step processes)"
-    )
+    parser.add_argument("--day", type=date.fromisoformat, default=None, help="window end day (UTC), default today")
+    parser.add_argument("--in-process", action="store_true", help="measure in one process (no step processes)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()

@@ -76,11 +76,7 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
             decrease = (active_partitions - total_recommended) / active_partitions * 100
             increase = 0.0
         else:
-            increase = (
-                (total_recommended - active_partitions) / active_partitions * 100
-                if active_partitions
-                else 0.0
-            )
+            increase = (total_recommended - active_partitions) / active_partitions * 100 if active_partitions else 0.0
             decrease = 0.0
         active_average = total_partitions / active_count if active_count else 0.0
         total_records = int(recommendations["retained_records"].sum()) if total_topics else 0

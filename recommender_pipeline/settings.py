@@ -123,9 +123,7 @@ class Settings(BaseSettings):
     confluent_cloud_credential: JsonObject = Field(default_factory=dict, alias="CONFLUENT_CLOUD_CREDENTIAL")
     kafka_credentials: JsonList = Field(default_factory=list, alias="KAFKA_CREDENTIALS")
     use_aws_secrets_manager: bool = Field(False, alias="USE_AWS_SECRETS_MANAGER")
-    confluent_cloud_api_secret_path: JsonObject = Field(
-        default_factory=dict, alias="CONFLUENT_CLOUD_API_SECRET_PATH"
-    )
+    confluent_cloud_api_secret_path: JsonObject = Field(default_factory=dict, alias="CONFLUENT_CLOUD_API_SECRET_PATH")
     kafka_api_secret_paths: JsonList = Field(default_factory=list, alias="KAFKA_API_SECRET_PATHS")
 
     # Which topics.
@@ -133,15 +131,11 @@ class Settings(BaseSettings):
     topic_filter: CommaList = Field(default_factory=list, alias="TOPIC_FILTER")
 
     # The recommendation.
-    recommendation_model: RecommendationModel = Field(
-        RecommendationModel.CAPACITY, alias="RECOMMENDATION_MODEL"
-    )
+    recommendation_model: RecommendationModel = Field(RecommendationModel.CAPACITY, alias="RECOMMENDATION_MODEL")
     min_recommended_partitions: int = Field(6, ge=1, alias="MIN_RECOMMENDED_PARTITIONS")
     min_consumption_throughput: float = Field(10 * MIB, ge=0, alias="MIN_CONSUMPTION_THROUGHPUT")
     required_throughput_factor: float = Field(3.0, gt=0, alias="REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR")
-    consumer_throughput_per_partition: float = Field(
-        10 * MIB, gt=0, alias="CONSUMER_THROUGHPUT_PER_PARTITION"
-    )
+    consumer_throughput_per_partition: float = Field(10 * MIB, gt=0, alias="CONSUMER_THROUGHPUT_PER_PARTITION")
     over_provisioned_ratio: float = Field(2.0, gt=1, alias="OVER_PROVISIONED_RATIO")
     hot_partition_skew: float = Field(2.0, gt=1, alias="HOT_PARTITION_SKEW")
 
@@ -151,9 +145,7 @@ class Settings(BaseSettings):
     sampling_batch_size: int | None = Field(10_000, alias="SAMPLING_BATCH_SIZE")
     sampling_max_consecutive_nulls: int = Field(50, ge=1, alias="SAMPLING_MAX_CONSECUTIVE_NULLS")
     sampling_timeout_seconds: float = Field(2.0, gt=0, alias="SAMPLING_TIMEOUT_SECONDS")
-    sampling_max_continuous_failed_batches: int = Field(
-        5, ge=1, alias="SAMPLING_MAX_CONTINUOUS_FAILED_BATCHES"
-    )
+    sampling_max_continuous_failed_batches: int = Field(5, ge=1, alias="SAMPLING_MAX_CONTINUOUS_FAILED_BATCHES")
 
     # Concurrency and outputs.
     max_cluster_workers: int = Field(4, ge=1, alias="MAX_CLUSTER_WORKERS")
@@ -219,9 +211,7 @@ class Settings(BaseSettings):
             cluster_id = str(entry["kafka_cluster_id"])
             if self.kafka_cluster_filter and cluster_id not in self.kafka_cluster_filter:
                 continue
-            properties = {
-                k: str(v) for k, v in entry.items() if k not in {"kafka_cluster_id", "environment_id"}
-            }
+            properties = {k: str(v) for k, v in entry.items() if k not in {"kafka_cluster_id", "environment_id"}}
             if "sasl.username" in properties:
                 # Confluent Cloud keys, as in the original tool, unless the entry says otherwise.
                 properties.setdefault("security.protocol", "SASL_SSL")

@@ -27,14 +27,10 @@ def _sum_partition_bytes(lists: list[str]) -> list[int]:
     return totals
 
 
-def topic_window(
-    inventory_row: pd.Series, measurements: pd.DataFrame, end_day: date, settings: Settings
-) -> dict:
+def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: date, settings: Settings) -> dict:
     """One topic's window measurements and recommendation; `measurements` holds only its rows."""
     retention = None if pd.isna(inventory_row.retention_ms) else int(inventory_row.retention_ms)
-    days = [
-        d.isoformat() for d in window_days(end_day, window_length_days(settings.sampling_days, retention))
-    ]
+    days = [d.isoformat() for d in window_days(end_day, window_length_days(settings.sampling_days, retention))]
     by_day = {row.date: row for row in measurements.itertuples() if row.date in days}
     measured = [by_day[d] for d in days if d in by_day and by_day[d].status in MEASURED]
     errors = [by_day[d] for d in days if d in by_day and by_day[d].status == "error"]
@@ -85,9 +81,7 @@ def topic_window(
         "avg_ingress_bytes_per_sec": total_bytes / seconds if seconds else 0.0,
         "peak_ingress_bytes_per_sec": peak,
         "partition_skew": skew,
-        "hot_partition_ingress": "yes"
-        if len(partition_bytes) > 1 and skew >= settings.hot_partition_skew
-        else "no",
+        "hot_partition_ingress": "yes" if len(partition_bytes) > 1 and skew >= settings.hot_partition_skew else "no",
         "exact": bool(measured) and all(bool(row.exact) for row in measured),
         "retained_records": seed_records,
         "measuring_seconds": sum(float(row.duration_seconds) for row in measured),
@@ -143,8 +137,4 @@ def build_recommendations(
         topic_window(row, grouped.get((row.cluster_id, row.topic), empty), end_day, settings)
         for _, row in inventory.iterrows()
     ]
-    return (
-        pd.DataFrame(rows).sort_values(["cluster_id", "topic_name"], ignore_index=True)
-        if rows
-        else pd.DataFrame()
-    )
+    return pd.DataFrame(rows).sort_values(["cluster_id", "topic_name"], ignore_index=True) if rows else pd.DataFrame()

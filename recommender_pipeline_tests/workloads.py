@@ -44,9 +44,7 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict | 
     futures[name].result()
 
 
-def produce(
-    bootstrap: str, topic: str, records: Iterable[Record], transactional_id: str | None = None
-) -> int:
+def produce(bootstrap: str, topic: str, records: Iterable[Record], transactional_id: str | None = None) -> int:
     """Produces the records in order, flushes, and returns how many were sent."""
     config = {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True}
     if transactional_id:
@@ -76,9 +74,7 @@ def produce(
     return count
 
 
-def spread(
-    day: date, hour: int, count: int, size: int, partitions: int = 1, seconds: int = 3600
-) -> list[Record]:
+def spread(day: date, hour: int, count: int, size: int, partitions: int = 1, seconds: int = 3600) -> list[Record]:
     """`count` records of `size` value bytes spread evenly over an hour, round robin on partitions."""
     start = at(day, hour)
     step = seconds * 1000 // max(count, 1)

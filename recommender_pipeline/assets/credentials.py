@@ -14,9 +14,7 @@ def credentials(context: dg.AssetExecutionContext, config: ConfigResource) -> pd
     credentials came from and the API key id. Secrets stay in the step processes' memory."""
     connections = config.settings.kafka_connections()
     if not connections:
-        raise dg.Failure(
-            "No Kafka cluster to analyse: set KAFKA_CREDENTIALS (or check KAFKA_CLUSTER_FILTER)."
-        )
+        raise dg.Failure("No Kafka cluster to analyse: set KAFKA_CREDENTIALS (or check KAFKA_CLUSTER_FILTER).")
     manifest = pd.DataFrame(
         [
             {

@@ -43,9 +43,7 @@ def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings)
         except KafkaException:  # deleted while we looked
             continue
         internal = is_internal(name, description.is_internal)
-        if (internal and not settings.include_internal_topics) or not matches_topic_filter(
-            name, settings.topic_filter
-        ):
+        if (internal and not settings.include_internal_topics) or not matches_topic_filter(name, settings.topic_filter):
             excluded += 1
             continue
         try:
@@ -59,9 +57,7 @@ def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings)
                 "cluster_id": cluster_id,
                 "topic": name,
                 "partitions": len(description.partitions),
-                "replication_factor": len(description.partitions[0].replicas)
-                if description.partitions
-                else 0,
+                "replication_factor": len(description.partitions[0].replicas) if description.partitions else 0,
                 "cleanup_policy": policy,
                 "retention_ms": retention,
                 "is_internal": internal,
@@ -89,18 +85,14 @@ def cluster_inventory(
     excluded = 0
     for cluster_id in credentials["cluster_id"]:
         try:
-            cluster_rows, cluster_excluded = list_cluster_topics(
-                kafka.admin(cluster_id), cluster_id, settings
-            )
+            cluster_rows, cluster_excluded = list_cluster_topics(kafka.admin(cluster_id), cluster_id, settings)
         except KafkaException as error:
             failed[cluster_id] = error.args[0].str()
             context.log.error(f"cluster {cluster_id} unreachable: {failed[cluster_id]}")
             continue
         rows += cluster_rows
         excluded += cluster_excluded
-        context.log.info(
-            f"cluster {cluster_id}: {len(cluster_rows)} topics kept, {cluster_excluded} filtered out"
-        )
+        context.log.info(f"cluster {cluster_id}: {len(cluster_rows)} topics kept, {cluster_excluded} filtered out")
 
     inventory = pd.DataFrame(rows, columns=list(INVENTORY_COLUMNS))
     keys = [topic_key(c, t) for c, t in zip(inventory["cluster_id"], inventory["topic"], strict=True)]

@@ -69,16 +69,12 @@ def _mapping_key(chunk: MeasurementChunk, index: int) -> str:
 
 
 @dg.op(out=dg.DynamicOut(MeasurementChunk))
-def plan_measurement_chunks(
-    context: dg.OpExecutionContext, cluster_inventory: pd.DataFrame, config: ConfigResource
-):
+def plan_measurement_chunks(context: dg.OpExecutionContext, cluster_inventory: pd.DataFrame, config: ConfigResource):
     """Splits the run's partitions into per-cluster chunks."""
     keys = [str(key) for key in context.partition_keys]
     chunks, skipped = plan_chunks(keys, cluster_inventory, config.settings.max_workers_per_cluster)
     if skipped:
-        context.log.warning(
-            f"{len(skipped)} partition(s) skipped, topic not in the inventory: {skipped[:10]}"
-        )
+        context.log.warning(f"{len(skipped)} partition(s) skipped, topic not in the inventory: {skipped[:10]}")
     context.log.info(f"{len(keys)} partitions in {len(chunks)} chunks")
     for index, chunk in enumerate(chunks):
         yield dg.DynamicOutput(chunk, mapping_key=_mapping_key(chunk, index))
@@ -123,9 +119,7 @@ def measure_topic_chunk(
 
 
 @dg.op(out=dg.Out(dg.Nothing))
-def store_measurements(
-    context: dg.OpExecutionContext, chunk_rows: list[list[dict]], store: MeasurementStoreResource
-):
+def store_measurements(context: dg.OpExecutionContext, chunk_rows: list[list[dict]], store: MeasurementStoreResource):
     """The single writer: stores every row, then fails the run if any topic failed.
 
     On failure the topics that did succeed are still recorded as materialized partitions, so a

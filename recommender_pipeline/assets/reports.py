@@ -44,9 +44,7 @@ def reports(
                 "rows": len(summary),
             },
         ]
-        context.log.info(
-            f"cluster {cluster_id}: wrote {detail_path} ({len(detail)} topics) and {summary_path}"
-        )
+        context.log.info(f"cluster {cluster_id}: wrote {detail_path} ({len(detail)} topics) and {summary_path}")
     files = pd.DataFrame(written, columns=["cluster_id", "kind", "path", "rows"])
     context.add_output_metadata(
         {

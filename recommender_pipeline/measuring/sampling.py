@@ -12,6 +12,7 @@ span, the share of offsets that were data records, and the mean size seen, and a
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +36,8 @@ from recommender_pipeline.measuring.windows import (
 METHOD = "sampling_records"
 CONSUME_BATCH = 10_000
 BATCH_WAIT_SECONDS = 0.05
+SLICE_RECORDS = 10  # records read per slice when sampling a capped partition
+MAX_SLICES_PER_PARTITION = 120
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,28 @@ def read_ranges(
         consumer.resume([TopicPartition(topic, p) for p in ranges])
         consumer.unassign()
     return tallies
+
+
+def _plan_slices(boundaries: list[int], cap: int) -> list[tuple[int, int, int, int]]:
+    """(hour, start, end, limit) slices that spread `cap` records over a partition's day.
+
+    Each hour gets a share of the cap in proportion to its offsets, read as evenly spaced
+    slices, so transaction markers, aborted batches and size changes within an hour are sampled
+    where they are rather than only at the hour's start.
+    """
+    total = boundaries[-1] - boundaries[0]
+    per_slice = max(SLICE_RECORDS, cap // MAX_SLICES_PER_PARTITION)
+    slices = []
+    for hour in range(HOURS_PER_DAY):
+        start, end = boundaries[hour], boundaries[hour + 1]
+        if end <= start:
+            continue
+        budget = max(1, round(cap * (end - start) / total))
+        count = math.ceil(budget / per_slice)
+        limit = math.ceil(budget / count)
+        edges = [start + (end - start) * i // count for i in range(count + 1)]
+        slices += [(hour, a, b, limit) for a, b in itertools.pairwise(edges) if b > a]
+    return slices
 
 
 class DayMeasurer:
@@ -349,8 +374,7 @@ class DayMeasurer:
             "records": records,
             "bytes": round(total_bytes),
             "offsets_in_window": sum(e - s for s, e in spans.values()),
-            "sampled_records": sum(t.records for t in tallies.values())
-            + sum(e[3] for e in estimates.values()),
+            "sampled_records": sum(t.records for t in tallies.values()) + sum(e[3] for e in estimates.values()),
             "mean_record_bytes": total_bytes / records if records else 0.0,
             "avg_ingress_bytes_per_sec": total_bytes / window_seconds,
             "peak_ingress_bytes_per_sec": hour_bytes[peak_hour] / (HOUR_MS / 1000),
@@ -371,36 +395,33 @@ class DayMeasurer:
         errors: dict[str, str] = {}
         boundaries = {p: [spans[p][0]] for p in capped}
         for hour in range(1, HOURS_PER_DAY):
-            specs = {
-                TopicPartition(topic, p): OffsetSpec.for_timestamp(start_ms + hour * HOUR_MS) for p in capped
-            }
+            specs = {TopicPartition(topic, p): OffsetSpec.for_timestamp(start_ms + hour * HOUR_MS) for p in capped}
             found = _list_offsets(self.admin, specs, errors)
             for p in capped:
                 offset = found.get((topic, p), -1)
-                boundaries[p].append(
-                    min(max(offset if offset >= 0 else spans[p][1], boundaries[p][-1]), spans[p][1])
-                )
+                boundaries[p].append(min(max(offset if offset >= 0 else spans[p][1], boundaries[p][-1]), spans[p][1]))
         if errors:
             raise TopicMeasurementError(errors[topic])
         for p in capped:
             boundaries[p].append(spans[p][1])
 
-        per_hour = math.ceil(self.limits.max_records_per_partition / HOURS_PER_DAY)
-        read = {p: Tally() for p in capped}
-        for hour in range(HOURS_PER_DAY):
-            ranges = {p: (boundaries[p][hour], boundaries[p][hour + 1], per_hour) for p in capped}
+        slices = {p: _plan_slices(boundaries[p], self.limits.max_records_per_partition) for p in capped}
+        estimates = {p: (0.0, 0.0, [0.0] * HOURS_PER_DAY, 0) for p in capped}
+        for index in range(max(len(planned) for planned in slices.values())):
+            batch = {p: planned[index] for p, planned in slices.items() if index < len(planned)}
+            ranges = {p: (a, b, limit) for p, (_, a, b, limit) in batch.items()}
             for p, tally in read_ranges(consumer, topic, ranges, start_ms, self.limits).items():
-                read[p].records += tally.records
-                read[p].bytes += tally.bytes
-                read[p].offsets_covered += tally.offsets_covered
-
-        estimates = {}
-        for p in capped:
-            tally = read[p]
-            share = tally.records / tally.offsets_covered if tally.offsets_covered else 0.0
-            mean = tally.bytes / tally.records if tally.records else 0.0
-            bounds = boundaries[p]
-            hour_bytes = [(bounds[h + 1] - bounds[h]) * share * mean for h in range(HOURS_PER_DAY)]
-            span = spans[p][1] - spans[p][0]
-            estimates[p] = (span * share, span * share * mean, hour_bytes, tally.records)
+                if not tally.offsets_covered:
+                    continue
+                hour, a, b, _ = batch[p]
+                # Each slice stands for all of its offsets: scale what was read by span / covered.
+                scale = (b - a) / tally.offsets_covered
+                records, total, hour_bytes, sampled = estimates[p]
+                hour_bytes[hour] += tally.bytes * scale
+                estimates[p] = (
+                    records + tally.records * scale,
+                    total + tally.bytes * scale,
+                    hour_bytes,
+                    sampled + tally.records,
+                )
         return estimates

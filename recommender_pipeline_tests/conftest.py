@@ -1,0 +1,140 @@
+"""Fixtures: the real local Kafka broker, an isolated configuration, and a Dagster instance.
+
+The broker is `scripts/kafka-local` (KRaft, jars from Maven Central). `.ci/run` starts it and
+exports KAFKA_BOOTSTRAP; a developer's pytest starts it on demand.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from recommender_pipeline.assets import credentials, inventory, measurements, recommendations, reports
+from recommender_pipeline.partitions import topic_key, topics_partitions
+from recommender_pipeline.resources import ConfigResource, KafkaResource, MeasurementStoreResource
+from recommender_pipeline.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER_ID = "local"
+ALL_ASSETS = dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports])
+# Variables a developer's shell might carry; tests set what they need and nothing else.
+CONFIG_VARIABLES = [info.alias for info in Settings.model_fields.values() if info.alias] + [
+    "USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS",
+    "USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_RESOURCE_CREDENTIALS",
+]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        return os.environ["KAFKA_BOOTSTRAP"]
+    port = os.environ.get("KAFKA_LOCAL_PORT", "19092")
+    subprocess.run([str(REPO / "scripts" / "kafka-local"), "start"], check=True)
+    return f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A unique topic-name prefix, so tests sharing the broker never see each other's topics."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Pipeline:
+    """Runs the assets through Dagster on a test instance with the test's configuration."""
+
+    instance: dg.DagsterInstance
+    tmp_path: Path
+
+    def resources(self) -> dict:
+        config = ConfigResource(env_file=str(self.tmp_path / "no.env"))
+        return {
+            "config": config,
+            "kafka": KafkaResource(config=config),
+            "store": MeasurementStoreResource(config=config),
+        }
+
+    @property
+    def store(self) -> MeasurementStoreResource:
+        return self.resources()["store"]
+
+    @property
+    def settings(self) -> Settings:
+        return self.resources()["config"].settings
+
+    def materialize(self, selection: list[str], **kwargs) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            ALL_ASSETS,
+            selection=selection,
+            instance=self.instance,
+            resources=self.resources(),
+            raise_on_error=False,
+            **kwargs,
+        )
+
+    def inventory(self) -> dg.ExecuteInProcessResult:
+        return self.materialize(["credentials", "cluster_inventory"])
+
+    def topic_keys(self) -> list[str]:
+        return self.instance.get_dynamic_partitions(topics_partitions.name)
+
+    def measure(self, day: date) -> dg.ExecuteInProcessResult:
+        """One day of every known topic, as a single run over the topic range."""
+        keys = self.topic_keys()
+        return self.materialize(
+            ["topic_measurements"],
+            tags={
+                "dagster/asset_partition_range_start": f"{day.isoformat()}|{keys[0]}",
+                "dagster/asset_partition_range_end": f"{day.isoformat()}|{keys[-1]}",
+            },
+        )
+
+    def recommend(self, day: date) -> dg.ExecuteInProcessResult:
+        return self.materialize(["topic_recommendations", "reports"], partition_key=day.isoformat())
+
+    def measurement(self, day: date, topic: str) -> pd.Series:
+        rows = self.store.read_measurements(day.isoformat(), day.isoformat())
+        match = rows[rows["topic"] == topic]
+        assert len(match) == 1, f"expected one stored row for {topic} on {day}, found {len(match)}"
+        return match.iloc[0]
+
+    def is_materialized(self, day: date, topic: str) -> bool:
+        key = dg.MultiPartitionKey({"date": day.isoformat(), "topic": topic_key(CLUSTER_ID, topic)})
+        return key in self.instance.get_materialized_partitions(dg.AssetKey("topic_measurements"))
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, tmp_path: Path):
+    """Sets the configuration variables for a test (the rest are unset)."""
+
+    def apply(**variables: object) -> None:
+        for name in CONFIG_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        defaults = {
+            "KAFKA_CREDENTIALS": f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{kafka_bootstrap}"}}]',
+            "REPORTS_DIR": str(tmp_path / "reports"),
+            "MEASUREMENT_STORE_PATH": str(tmp_path / "measurements.duckdb"),
+            "SAMPLING_TIMEOUT_SECONDS": "1",
+            "SAMPLING_MAX_CONSECUTIVE_NULLS": "20",
+        }
+        for name, value in {**defaults, **variables}.items():
+            monkeypatch.setenv(name, str(value))
+
+    return apply
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        yield Pipeline(instance, tmp_path)

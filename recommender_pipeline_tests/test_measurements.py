@@ -1,0 +1,153 @@
+"""Day x topic measurements on the real broker, run through Dagster, against known truth."""
+
+import json
+
+import pytest
+
+from recommender_pipeline_tests.known_truth import Dataset, build_dataset, count_received
+
+
+@pytest.fixture(scope="session")
+def dataset(kafka_bootstrap: str) -> Dataset:
+    return build_dataset(kafka_bootstrap)
+
+
+@pytest.fixture
+def measured(dataset: Dataset, configure, pipeline):
+    """The dataset's three days measured in full (exact mode)."""
+    configure(TOPIC_FILTER=dataset.prefix, SAMPLING_DAYS=3, SAMPLING_BATCH_SIZE="")
+    assert pipeline.inventory().success
+    for day in dataset.days:
+        result = pipeline.measure(day)
+        assert result.success, f"measurement of {day} failed"
+    return pipeline
+
+
+def test_day_counts_sizes_and_rates_match_what_was_produced(dataset, measured):
+    for day in dataset.days:
+        truth = dataset.day("multi", day)
+        row = measured.measurement(day, dataset.topic("multi"))
+        assert row["status"] == "measured"
+        assert bool(row["exact"]) is True
+        assert row["records"] == truth.records
+        assert row["bytes"] == truth.bytes
+        assert row["mean_record_bytes"] == pytest.approx(truth.bytes / truth.records, rel=1e-12)
+        assert row["peak_ingress_bytes_per_sec"] == pytest.approx(truth.peak_bytes_per_sec, rel=1e-12)
+        assert json.loads(row["partition_bytes"]) == [truth.partition_bytes.get(p, 0) for p in range(3)]
+    d2, d1, d0 = dataset.days
+    closed = measured.measurement(d2, dataset.topic("multi"))
+    # D-2 carried 300 records of 108 bytes and 900 of 60: 86,400 bytes, so exactly 1 B/s on average,
+    # with its busiest hour (15:00) at 54,000 bytes = 15 B/s, all on partition 0 (skew 2.25).
+    assert (closed["records"], closed["bytes"]) == (1200, 86_400)
+    assert closed["avg_ingress_bytes_per_sec"] == pytest.approx(1.0, rel=1e-12)
+    assert closed["peak_ingress_bytes_per_sec"] == pytest.approx(15.0, rel=1e-12)
+    assert closed["peak_hour_start"].endswith("T15:00:00+00:00")
+    assert closed["skew"] == pytest.approx(64_800 / 28_800)
+    assert bool(closed["day_closed"]) is True
+    today = measured.measurement(d0, dataset.topic("multi"))
+    assert bool(today["day_closed"]) is False
+    assert today["window_seconds"] < 86_400
+    assert today["avg_ingress_bytes_per_sec"] == pytest.approx(120 * 80 / today["window_seconds"], rel=1e-9)
+    assert measured.measurement(d1, dataset.topic("multi"))["records"] == 600
+
+
+def test_transactional_topic_counts_only_committed_records_without_stalling(dataset, measured):
+    d0 = dataset.days[2]
+    row = measured.measurement(d0, dataset.topic("tx"))
+    assert row["records"] == 130  # 100 + 30 committed; the 50 aborted are not data a consumer gets
+    assert row["bytes"] == 130 * 40
+    assert row["offsets_in_window"] == 183  # 180 records + 3 transaction markers
+    assert row["duration_seconds"] < 2.0  # stops at the end offset, never waits on empty polls
+    assert dataset.day("tx", d0).records == 130
+
+
+def test_compacted_topic_measures_what_a_consumer_receives(dataset, measured, kafka_bootstrap):
+    d1 = dataset.days[1]
+    row = measured.measurement(d1, dataset.topic("compact"))
+    received, size = count_received(kafka_bootstrap, dataset.topic("compact"), d1)
+    assert (row["records"], row["bytes"]) == (received, size)
+    assert 100 < received < 150
+    assert row["offsets_in_window"] > received  # compaction left gaps in the offsets
+    assert bool(row["is_compacted"]) is True
+    assert row["duration_seconds"] < 2.0
+
+
+def test_empty_topic_is_reported_empty_not_missing(dataset, measured):
+    for day in dataset.days:
+        row = measured.measurement(day, dataset.topic("empty"))
+        assert (row["status"], row["records"], row["bytes"]) == ("empty", 0, 0)
+        assert "2 of 2 partitions had no records" in row["reason"]
+
+
+def test_days_before_the_retention_horizon_are_not_measurable_not_zero(dataset, measured):
+    d2, d1, _ = dataset.days
+    old = measured.measurement(d2, dataset.topic("short"))
+    assert old["status"] == "not_measurable"
+    assert "retention horizon" in old["reason"]
+    recent = measured.measurement(d1, dataset.topic("short"))
+    assert (recent["status"], recent["records"], recent["bytes"]) == ("measured", 50, 500)
+
+
+def test_null_keys_values_and_header_values_count_as_zero_bytes(dataset, measured):
+    d1 = dataset.days[1]
+    row = measured.measurement(d1, dataset.topic("nulls"))
+    # Per 3 records: 1 (header key "a", None value) + 2 (key "kk", None value) + 9 ("vvv" + "hh" + "h2" + "zz").
+    assert (row["records"], row["bytes"]) == (30, 10 * (1 + 2 + 9))
+    assert row["bytes"] == dataset.day("nulls", d1).bytes
+
+
+def test_capped_sampling_estimates_within_one_percent_and_says_so(dataset, configure, pipeline):
+    configure(TOPIC_FILTER=f"{dataset.prefix}.multi,{dataset.prefix}.tx", SAMPLING_BATCH_SIZE=48)
+    assert pipeline.inventory().success
+    d2, _d1, _ = dataset.days
+    assert pipeline.measure(d2).success and pipeline.measure(dataset.today).success
+    truth = dataset.day("multi", d2)
+    row = pipeline.measurement(d2, dataset.topic("multi"))
+    assert bool(row["exact"]) is False
+    assert "estimated" in row["reason"]
+    assert row["sampled_records"] <= 3 * (48 + 24)  # the cap, plus at most one rounding per hour
+    assert row["records"] == pytest.approx(truth.records, rel=0.01)
+    assert row["bytes"] == pytest.approx(truth.bytes, rel=0.01)
+    assert row["peak_ingress_bytes_per_sec"] == pytest.approx(truth.peak_bytes_per_sec, rel=0.01)
+    # Markers and an aborted batch thin the sampled slices: still close, and labelled an estimate.
+    tx = pipeline.measurement(dataset.today, dataset.topic("tx"))
+    assert bool(tx["exact"]) is False
+    assert tx["records"] == pytest.approx(130, rel=0.05)
+    assert tx["mean_record_bytes"] == pytest.approx(40, rel=0.01)
+
+
+def test_inventory_applies_topic_filter_entries_and_internal_rules(dataset, configure, pipeline):
+    configure(TOPIC_FILTER=f"{dataset.prefix}.MULTI, {dataset.prefix}.tx")
+    assert pipeline.inventory().success
+    assert sorted(pipeline.store.read_inventory()["topic"]) == [dataset.topic("multi"), dataset.topic("tx")]
+
+    configure(TOPIC_FILTER=dataset.prefix)
+    assert pipeline.inventory().success
+    topics = set(pipeline.store.read_inventory()["topic"])
+    assert f"_{dataset.prefix}_app" in topics  # one underscore is a user's topic
+    assert f"__{dataset.prefix}_internal" not in topics
+    assert len(topics) == 9
+
+    configure(TOPIC_FILTER=f"{dataset.prefix}_internal,__consumer_offsets", INCLUDE_INTERNAL_TOPICS="TRUE")
+    assert pipeline.inventory().success
+    inventory = pipeline.store.read_inventory().set_index("topic")
+    assert set(inventory.index) == {f"__{dataset.prefix}_internal", "__consumer_offsets"}
+    assert inventory["is_internal"].all()
+    row = inventory.loc[dataset.topic("compact")] if dataset.topic("compact") in inventory.index else None
+    assert row is None
+
+
+def test_inventory_records_partitions_replication_and_configs(dataset, configure, pipeline):
+    configure(TOPIC_FILTER=dataset.prefix)
+    result = pipeline.inventory()
+    assert result.success
+    inventory = pipeline.store.read_inventory().set_index("topic")
+    assert inventory.loc[dataset.topic("wide"), "partitions"] == 24
+    assert inventory.loc[dataset.topic("wide"), "replication_factor"] == 1
+    assert inventory.loc[dataset.topic("short"), "retention_ms"] == 2 * 86_400_000
+    assert inventory.loc[dataset.topic("compact"), "cleanup_policy"] == "compact"
+    assert bool(inventory.loc[dataset.topic("compact"), "is_compacted"]) is True
+    assert set(pipeline.topic_keys()) == {f"local/{topic}" for topic in inventory.index}
+    metadata = result.asset_materializations_for_node("cluster_inventory")[0].metadata
+    assert metadata["topics"].value == 9
+    assert metadata["filtered_out_topics"].value >= 1
