@@ -8,7 +8,6 @@ variables that carry secrets are never echoed.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -102,7 +101,7 @@ class Settings(BaseSettings):
     """The validated configuration. Field aliases are the environment variable names."""
 
     model_config = SettingsConfigDict(
-        env_file=os.environ.get("RECOMMENDER_ENV_FILE", ".env"),
+        env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,

@@ -1,0 +1,130 @@
+"""Configuration: the original tool's variables and defaults, the fixes, and clear errors."""
+
+import pytest
+
+from recommender_pipeline.errors import ConfigurationError
+from recommender_pipeline.settings import MIB, RecommendationModel, load_settings
+
+CLUSTER = '[{"kafka_cluster_id": "local", "bootstrap.servers": "127.0.0.1:9092"}]'
+
+
+@pytest.fixture
+def env(configure, tmp_path):
+    """Sets variables (others unset) and loads the settings, with no .env file."""
+
+    def load(**variables):
+        configure(**variables)
+        return load_settings(str(tmp_path / "absent.env"))
+
+    return load
+
+
+def test_defaults_are_the_original_tools(configure, tmp_path, monkeypatch):
+    configure()
+    monkeypatch.delenv("SAMPLING_TIMEOUT_SECONDS")
+    monkeypatch.delenv("SAMPLING_MAX_CONSECUTIVE_NULLS")
+    settings = load_settings(str(tmp_path / "absent.env"))
+    assert settings.sampling_timeout_seconds == 2.0
+    assert settings.min_recommended_partitions == 6
+    assert settings.min_consumption_throughput == 10_485_760
+    assert settings.required_throughput_factor == 3.0
+    assert settings.use_sample_records is True
+    assert settings.sampling_days == 7
+    assert settings.sampling_batch_size == 10_000
+    assert settings.sampling_max_consecutive_nulls == 50
+    assert settings.sampling_max_continuous_failed_batches == 5
+    assert (settings.max_cluster_workers, settings.max_workers_per_cluster) == (4, 8)
+    assert settings.include_internal_topics is False
+    assert settings.topic_filter == []
+    assert settings.recommendation_model is RecommendationModel.CAPACITY
+    assert settings.consumer_throughput_per_partition == 10 * MIB
+
+
+def test_fixes_float_factor_lists_and_case_insensitive_booleans(env):
+    settings = env(
+        REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR="2.5",
+        TOPIC_FILTER=" orders, payments ,",
+        KAFKA_CLUSTER_FILTER="lkc-1,lkc-2",
+        INCLUDE_INTERNAL_TOPICS="true",
+        USE_SAMPLE_RECORDS="FALSE",
+        SAMPLING_BATCH_SIZE="",
+        RECOMMENDATION_MODEL="seed",
+    )
+    assert settings.required_throughput_factor == 2.5
+    assert settings.topic_filter == ["orders", "payments"]
+    assert settings.kafka_cluster_filter == ["lkc-1", "lkc-2"]
+    assert settings.include_internal_topics is True
+    assert settings.use_sample_records is False
+    assert settings.sampling_batch_size is None  # read every record
+    assert settings.recommendation_model is RecommendationModel.SEED
+
+
+def test_a_cluster_entry_passes_any_librdkafka_property_and_masks_secrets(env):
+    settings = env(
+        KAFKA_CREDENTIALS='[{"kafka_cluster_id": "a", "bootstrap.servers": "h:9092", "sasl.username": "KEY1",'
+        ' "sasl.password": "hunter2"}, {"kafka_cluster_id": "b", "bootstrap.servers": "h:9093",'
+        ' "security.protocol": "SSL", "ssl.ca.location": "/ca.pem"}]',
+        KAFKA_CLUSTER_FILTER="a,b",
+    )
+    a, b = settings.kafka_connections()
+    assert a.properties["security.protocol"] == "SASL_SSL"  # Confluent Cloud keys, as the original
+    assert a.properties["sasl.mechanism"] == "PLAIN"
+    assert a.key_id == "KEY1"
+    assert "hunter2" not in repr(a) and "hunter2" not in str(a.public_properties())
+    assert b.properties == {"bootstrap.servers": "h:9093", "security.protocol": "SSL", "ssl.ca.location": "/ca.pem"}
+    local = env(KAFKA_CREDENTIALS=CLUSTER).kafka_connections()[0]
+    assert local.properties == {"bootstrap.servers": "127.0.0.1:9092"}  # PLAINTEXT needs nothing else
+
+
+def test_kafka_cluster_filter_applies_to_env_credentials(env):
+    two = '[{"kafka_cluster_id": "a", "bootstrap.servers": "x"}, {"kafka_cluster_id": "b", "bootstrap.servers": "y"}]'
+    assert [c.cluster_id for c in env(KAFKA_CREDENTIALS=two, KAFKA_CLUSTER_FILTER="b").kafka_connections()] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR", "lots", "REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR: Input should be"),
+        ("REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR", "0", "expected a number greater than 0"),
+        ("MIN_RECOMMENDED_PARTITIONS", "0", "MIN_RECOMMENDED_PARTITIONS: Input should be greater than or equal to 1"),
+        ("SAMPLING_DAYS", "seven", "SAMPLING_DAYS: Input should be a valid integer"),
+        ("SAMPLING_BATCH_SIZE", "-5", "SAMPLING_BATCH_SIZE: must not be negative"),
+        ("SAMPLING_TIMEOUT_SECONDS", "0", "SAMPLING_TIMEOUT_SECONDS: Input should be greater than 0"),
+        ("INCLUDE_INTERNAL_TOPICS", "maybe", "INCLUDE_INTERNAL_TOPICS: Input should be a valid boolean"),
+        ("USE_SAMPLE_RECORDS", "sometimes", "expected true or false"),
+        ("RECOMMENDATION_MODEL", "magic", "RECOMMENDATION_MODEL: Input should be 'capacity' or 'seed'"),
+        ("CONSUMER_THROUGHPUT_PER_PARTITION", "-1", "CONSUMER_THROUGHPUT_PER_PARTITION: Input should be greater"),
+        ("MAX_WORKERS_PER_CLUSTER", "0", "MAX_WORKERS_PER_CLUSTER: Input should be greater than or equal to 1"),
+        ("KAFKA_CREDENTIALS", '{"kafka_cluster_id": "a"}', "KAFKA_CREDENTIALS: expected a JSON array"),
+        ("KAFKA_CREDENTIALS", "[{oops", "KAFKA_CREDENTIALS: Expecting property name"),
+        ("KAFKA_CREDENTIALS", '[{"kafka_cluster_id": "a"}]', "KAFKA_CREDENTIALS entry 0 lacks bootstrap.servers"),
+        ("KAFKA_CREDENTIALS", '[{"kafka_cluster_id": "a b", "bootstrap.servers": "x"}]', "may use only letters"),
+        ("CONFLUENT_CLOUD_CREDENTIAL", "[1]", "CONFLUENT_CLOUD_CREDENTIAL: expected a JSON object"),
+        ("KAFKA_API_SECRET_PATHS", "[1]", "KAFKA_API_SECRET_PATHS: every entry must be a JSON object"),
+    ],
+)
+def test_each_malformed_variable_gets_its_own_message(env, variable, value, message):
+    with pytest.raises(ConfigurationError) as raised:
+        env(**{variable: value})
+    text = str(raised.value)
+    assert message in text
+    assert text.count("\n") == 1  # exactly one line for the one bad variable
+
+
+def test_all_bad_variables_are_reported_together_and_secrets_never_echoed(env):
+    with pytest.raises(ConfigurationError) as raised:
+        env(SAMPLING_DAYS="x", MAX_CLUSTER_WORKERS="y", KAFKA_CREDENTIALS='[{"sasl.password": "hunter2"')
+    text = str(raised.value)
+    assert "SAMPLING_DAYS" in text and "MAX_CLUSTER_WORKERS" in text and "KAFKA_CREDENTIALS" in text
+    assert "hunter2" not in text
+
+
+def test_dotenv_file_is_read_and_environment_wins(configure, tmp_path, monkeypatch):
+    configure()
+    monkeypatch.delenv("SAMPLING_DAYS", raising=False)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"SAMPLING_DAYS=3\nTOPIC_FILTER=a,b\nKAFKA_CREDENTIALS={CLUSTER}\n")
+    monkeypatch.setenv("TOPIC_FILTER", "c")
+    settings = load_settings(str(dotenv))
+    assert settings.sampling_days == 3
+    assert settings.topic_filter == ["c"]
