@@ -22,6 +22,7 @@ from recommender_pipeline.assets import credentials, inventory, measurements, re
 from recommender_pipeline.partitions import topic_key, topics_partitions
 from recommender_pipeline.resources import ConfigResource, KafkaResource, MeasurementStoreResource
 from recommender_pipeline.settings import Settings
+from recommender_pipeline_tests.known_truth import Dataset, build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_ID = "local"
@@ -40,6 +41,12 @@ def kafka_bootstrap() -> str:
     port = os.environ.get("KAFKA_LOCAL_PORT", "19092")
     subprocess.run([str(REPO / "scripts" / "kafka-local"), "start"], check=True)
     return f"127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def dataset(kafka_bootstrap: str) -> Dataset:
+    """The known-truth topics, produced once per session."""
+    return build_dataset(kafka_bootstrap)
 
 
 @pytest.fixture

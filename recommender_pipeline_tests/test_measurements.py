@@ -4,12 +4,7 @@ import json
 
 import pytest
 
-from recommender_pipeline_tests.known_truth import Dataset, build_dataset, count_received
-
-
-@pytest.fixture(scope="session")
-def dataset(kafka_bootstrap: str) -> Dataset:
-    return build_dataset(kafka_bootstrap)
+from recommender_pipeline_tests.known_truth import Dataset, count_received
 
 
 @pytest.fixture

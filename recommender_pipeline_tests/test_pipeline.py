@@ -1,0 +1,195 @@
+"""The whole asset graph through Dagster on the broker, read back from the CSV reports."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from recommender_pipeline.definitions import defs
+from recommender_pipeline.reporting import DETAIL_LEADING_COLUMNS
+from recommender_pipeline_tests.conftest import CLUSTER_ID, CONFIG_VARIABLES
+from recommender_pipeline_tests.known_truth import Dataset, records_in_hour
+from recommender_pipeline_tests.workloads import create_topic, produce
+
+MIB = 1024 * 1024
+
+
+def read_reports(reports_dir: Path) -> tuple[pd.DataFrame, dict]:
+    details = sorted(reports_dir.glob(f"{CLUSTER_ID}-recommender-*-detail-report.csv"))
+    summaries = sorted(reports_dir.glob(f"{CLUSTER_ID}-recommender-*-summary-report.csv"))
+    assert len(details) == 1 and len(summaries) == 1, f"expected one report pair in {reports_dir}"
+    assert details[0].name.replace("detail", "summary") == summaries[0].name
+    detail = pd.read_csv(details[0], keep_default_na=False)
+    summary = pd.read_csv(summaries[0], keep_default_na=False)
+    return detail.set_index("topic_name", drop=False), dict(zip(summary["stat"], summary["value"], strict=True))
+
+
+@pytest.fixture
+def window(dataset: Dataset, configure, pipeline):
+    """The dataset's three days measured and a capacity recommendation for today's window."""
+
+    def run(**variables):
+        configure(TOPIC_FILTER=dataset.prefix, SAMPLING_DAYS=3, SAMPLING_BATCH_SIZE="", **variables)
+        assert pipeline.inventory().success
+        for day in dataset.days:
+            assert pipeline.measure(day).success
+        result = pipeline.recommend(dataset.today)
+        assert result.success
+        return result
+
+    return run
+
+
+def test_definitions_load_and_jobs_resolve():
+    dg.Definitions.validate_loadable(defs)
+    for name in ("inventory_job", "measurement_job", "recommendation_job"):
+        assert defs.resolve_job_def(name).name == name
+
+
+def test_whole_graph_reports_every_topic_row_by_row(dataset, window, pipeline, tmp_path):
+    result = window()
+    detail, summary = read_reports(tmp_path / "reports")
+    assert list(detail.columns[: len(DETAIL_LEADING_COLUMNS)]) == DETAIL_LEADING_COLUMNS
+    expected_topics = {dataset.topic(n) for n in ("multi", "tx", "empty", "short", "nulls", "wide", "eight", "compact")}
+    assert set(detail["topic_name"]) == expected_topics | {f"_{dataset.prefix}_app"}
+    assert not (detail["action"] == "decrease").any()
+
+    multi = detail.loc[dataset.topic("multi")]
+    days = [dataset.day("multi", d) for d in dataset.days]
+    records, total_bytes = sum(d.records for d in days), sum(d.bytes for d in days)
+    assert (records, total_bytes) == (1920, 216_000)
+    assert multi["number_of_records"] == records == multi["records_in_window"]
+    assert multi["bytes_in_window"] == total_bytes
+    assert multi["mean_record_bytes"] == pytest.approx(112.5)
+    assert multi["peak_ingress_bytes_per_sec"] == pytest.approx(120_000 / 3600)  # D-1 07:00, 600 x 200 B
+    assert multi["number_of_partitions"] == 3
+    assert (multi["recommended_partitions"], multi["action"], multi["status"]) == (6, "increase", "active")
+    assert multi["binding"] == "min_recommended_partitions"
+    assert multi["required_throughput"] == pytest.approx(10.0) and multi["consumer_throughput"] == pytest.approx(10.0)
+    assert (multi["window_days"], multi["days_measured"]) == (3, 3)
+    assert multi["is_compacted"] == "no" and multi["hot_partition_egress"] == "n/a"
+    assert multi["partition_skew"] == pytest.approx(108_000 / 72_000)
+
+    assert (detail.loc[dataset.topic("wide"), ["recommended_partitions", "action"]] == [6, "over-provisioned"]).all()
+    assert (detail.loc[dataset.topic("eight"), ["recommended_partitions", "action"]] == [6, "keep"]).all()
+    assert detail.loc[dataset.topic("tx"), "records_in_window"] == 130
+    assert detail.loc[dataset.topic("nulls"), "bytes_in_window"] == 120
+    empty = detail.loc[dataset.topic("empty")]
+    assert (empty["status"], empty["records_in_window"]) == ("empty", 0)
+    short = detail.loc[dataset.topic("short")]
+    assert (short["window_days"], short["records_in_window"], short["status"]) == (2, 50, "active")
+    assert detail.loc[dataset.topic("compact"), "is_compacted"] == "yes"
+
+    assert summary["total_topics"] == "9"
+    assert summary["active_topic_count"] == "8"
+    assert (
+        int(summary["total_partitions"])
+        == int(detail["number_of_partitions"].sum())
+        == 3 + 1 + 2 + 1 + 1 + 24 + 8 + 1 + 1
+    )
+    assert summary["recommendation_model"] == "capacity"
+    assert summary["topics_over_provisioned"] == "1"
+    metadata = result.asset_materializations_for_node("topic_recommendations")[0].metadata
+    assert metadata["topics"].value == 9
+    assert "| cluster_id" in metadata["recommendations"].value
+
+
+def test_peak_ingress_binds_when_consumers_are_slow(dataset, window, tmp_path):
+    # 1 B/s per consumer, no floors: ceil(33.33 B/s x 1.5 / 1 B/s) = 50 partitions for multi.
+    window(
+        CONSUMER_THROUGHPUT_PER_PARTITION=1,
+        MIN_CONSUMPTION_THROUGHPUT=0,
+        MIN_RECOMMENDED_PARTITIONS=1,
+        REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR=1.5,
+    )
+    detail, _ = read_reports(tmp_path / "reports")
+    multi = detail.loc[dataset.topic("multi")]
+    assert (multi["recommended_partitions"], multi["binding"], multi["action"]) == (50, "peak_ingress", "increase")
+    assert multi["required_throughput"] == pytest.approx(50.0 / MIB)
+
+
+def test_seed_model_writes_the_original_arithmetic(dataset, window, tmp_path):
+    window(RECOMMENDATION_MODEL="seed", REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR=10)
+    detail, summary = read_reports(tmp_path / "reports")
+    multi = detail.loc[dataset.topic("multi")]
+    retained = 1200 + 600 + 120  # every record in the log, as the original counted
+    assert multi["number_of_records"] == retained
+    assert multi["consumer_throughput"] == pytest.approx(112.5 * retained / MIB)
+    assert multi["required_throughput"] == pytest.approx(10 * 112.5 * retained / MIB)
+    assert multi["recommended_partitions"] == 6  # 2.06 MiB < 10 MiB: the minimum
+    assert summary["recommendation_model"] == "seed"
+
+
+def test_a_topic_deleted_after_the_inventory_is_an_error_and_the_others_land(
+    configure, pipeline, prefix, kafka_bootstrap, tmp_path
+):
+    from confluent_kafka.admin import AdminClient
+
+    from recommender_pipeline.measuring.windows import utc_today
+
+    day = utc_today()
+    for name in ("keep", "doomed"):
+        create_topic(kafka_bootstrap, f"{prefix}.{name}", 2)
+        produce(kafka_bootstrap, f"{prefix}.{name}", records_in_hour(day, 0, 10, lambda i: (None, b"x" * 10, []), 2))
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1)
+    assert pipeline.inventory().success
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.delete_topics([f"{prefix}.doomed"])[f"{prefix}.doomed"].result()
+
+    result = pipeline.measure(day)
+    assert not result.success  # the run says something failed
+    doomed = pipeline.measurement(day, f"{prefix}.doomed")
+    assert doomed["status"] == "error" and "no longer exists" in doomed["reason"]
+    kept = pipeline.measurement(day, f"{prefix}.keep")
+    assert (kept["status"], kept["records"], kept["bytes"]) == ("measured", 10, 100)
+    assert pipeline.is_materialized(day, f"{prefix}.keep")
+    assert not pipeline.is_materialized(day, f"{prefix}.doomed")
+
+    assert pipeline.recommend(day).success
+    detail, summary = read_reports(tmp_path / "reports")
+    assert detail.loc[f"{prefix}.doomed", "status"] == "error"
+    assert "no longer exists" in detail.loc[f"{prefix}.doomed", "reason"]
+    assert detail.loc[f"{prefix}.keep", "status"] == "active"
+    assert summary["error_topic_count"] == "1"
+
+
+def test_the_one_command_measures_missing_days_and_writes_reports(prefix, kafka_bootstrap, tmp_path):
+    """`recommender-pipeline` end to end in its own process, steps on the multiprocess executor."""
+    from recommender_pipeline.measuring.windows import utc_today
+
+    today = utc_today()
+    create_topic(kafka_bootstrap, f"{prefix}.events", 4)
+    produce(kafka_bootstrap, f"{prefix}.events", records_in_hour(today, 0, 400, lambda i: (None, b"e" * 50, []), 4))
+    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
+    env.update(
+        DAGSTER_HOME=str(tmp_path / "home"),
+        KAFKA_CREDENTIALS=f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{kafka_bootstrap}"}}]',
+        TOPIC_FILTER=prefix,
+        SAMPLING_DAYS="2",
+        MAX_WORKERS_PER_CLUSTER="2",
+        REPORTS_DIR=str(tmp_path / "reports"),
+        MEASUREMENT_STORE_PATH=str(tmp_path / "measurements.duckdb"),
+    )
+    command = [sys.executable, "-m", "recommender_pipeline.recommend"]
+    first = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    yesterday = today.fromordinal(today.toordinal() - 1)
+    assert f"measured days {yesterday}, {today}" in first.stdout
+    reports = [line.split("report: ", 1)[1] for line in first.stdout.splitlines() if line.startswith("report: ")]
+    assert len(reports) == 2 and all(Path(path).exists() for path in reports)
+    detail, _ = read_reports(tmp_path / "reports")
+    assert detail.loc[f"{prefix}.events", "records_in_window"] == 400
+    assert detail.loc[f"{prefix}.events", "bytes_in_window"] == 400 * 50
+
+    second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"measured days {today}\n" in second.stdout  # yesterday is stored and closed; today is re-measured
+
+    env["SAMPLING_DAYS"] = "a week"
+    bad = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert "SAMPLING_DAYS: Input should be a valid integer" in bad.stderr
