@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
 from recommender_pipeline import definitions
 from recommender_pipeline.errors import ConfigurationError
@@ -27,6 +28,8 @@ from recommender_pipeline.partitions import split_topic_key, topics_partitions
 from recommender_pipeline.settings import Settings, load_settings
 
 DEFAULT_DAGSTER_HOME = Path(".local/dagster_home")
+# Progress (per-topic lines, counts) without Dagster's per-event debug lines.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
 
@@ -72,9 +75,15 @@ def run_recommendations(
     """Inventory, the missing measurement days (one run per day), then the day's recommendations."""
     outcome = Outcome(end_day)
 
-    def execute(factory, **kwargs) -> list[str]:
+    def execute(factory, run_config: dict | None = None, **kwargs) -> list[str]:
         """Runs a job; returns the report paths when the run wrote reports."""
-        with dg.execute_job(dg.reconstructable(factory), instance=instance, raise_on_error=False, **kwargs) as result:
+        with dg.execute_job(
+            dg.reconstructable(factory),
+            instance=instance,
+            raise_on_error=False,
+            run_config={**(run_config or {}), **QUIET_CONSOLE},
+            **kwargs,
+        ) as result:
             if not result.success:
                 outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id})")
             return [
@@ -106,6 +115,22 @@ def run_recommendations(
     return outcome
 
 
+def _digest(detail_path: str) -> str:
+    """The detail report's key columns, as a person reads them in a terminal."""
+    detail = pd.read_csv(detail_path, keep_default_na=False)
+    columns = {
+        "topic_name": "topic",
+        "number_of_partitions": "now",
+        "recommended_partitions": "recommended",
+        "action": "action",
+        "peak_ingress_bytes_per_sec": "peak B/s",
+        "binding": "binding",
+        "status": "status",
+    }
+    table = detail[list(columns)].rename(columns=columns)
+    return table.to_string(index=False, float_format=lambda value: f"{value:,.1f}")
+
+
 def ensure_instance() -> dg.DagsterInstance:
     """The instance in DAGSTER_HOME, created under .local with telemetry off when unset."""
     if not os.environ.get("DAGSTER_HOME"):
@@ -134,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"window ending {end_day}: measured days {', '.join(outcome.measured_days) or 'none (all stored)'}")
     for path in outcome.reports:
         print(f"report: {path}")
+        if path.endswith("-detail-report.csv"):
+            print(_digest(path))
     for run in outcome.failed_runs:
         print(f"FAILED: {run} (see the Dagster UI or `dagster run list`)", file=sys.stderr)
     return 0 if outcome.success else 1

@@ -1,5 +1,6 @@
 """Per topic, the recommended partition count for the rolling window that ends on a day."""
 
+import warnings
 from datetime import date
 
 import dagster as dg
@@ -9,6 +10,12 @@ from recommender_pipeline.measuring.windows import window_days
 from recommender_pipeline.partitions import daily_partitions
 from recommender_pipeline.resources import ConfigResource, MeasurementStoreResource
 from recommender_pipeline.window import build_recommendations
+
+with warnings.catch_warnings():
+    # Beta in this Dagster release, and exactly the mapping wanted: a day's recommendation
+    # follows that day's measurements of every topic.
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    MEASUREMENTS_OF_THE_DAY = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
 
 PREVIEW_COLUMNS = [
     "cluster_id",
@@ -27,12 +34,7 @@ PREVIEW_COLUMNS = [
     partitions_def=daily_partitions,
     group_name="recommendations",
     kinds={"pandas"},
-    deps=[
-        dg.AssetDep(
-            "topic_measurements",
-            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date"),
-        )
-    ],
+    deps=[dg.AssetDep("topic_measurements", partition_mapping=MEASUREMENTS_OF_THE_DAY)],
 )
 def topic_recommendations(
     context: dg.AssetExecutionContext,
