@@ -94,7 +94,7 @@ def measure_topic_chunk(
     started = time.monotonic()
     measurer = DayMeasurer(
         kafka.admin(chunk.cluster_id),
-        lambda: kafka.consumer(chunk.cluster_id),
+        lambda overrides: kafka.consumer(chunk.cluster_id, overrides),
         date.fromisoformat(chunk.day),
         limits,
         log=context.log.info,

@@ -38,6 +38,7 @@ CONSUME_BATCH = 10_000
 BATCH_WAIT_SECONDS = 0.05
 SLICE_RECORDS = 10  # records read per slice when sampling a capped partition
 MAX_SLICES_PER_PARTITION = 120
+SLICE_FETCH = {"max.partition.fetch.bytes": 65_536}
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ class DayMeasurer:
     def __init__(
         self,
         admin: AdminClient,
-        consumer_factory: Callable[[], Consumer],
+        consumer_factory: Callable[[dict], Consumer],
         day: date,
         limits: SamplingLimits,
         log: Callable[[str], None] = lambda _: None,
@@ -253,7 +254,7 @@ class DayMeasurer:
             self.admin, {tp: OffsetSpec.latest() for tp in tps}, errors, IsolationLevel.READ_UNCOMMITTED
         )
 
-        consumer = self.consumer_factory()
+        consumer = self.consumer_factory({})
         # Warm the consumer's metadata cache: a topic it has not seen would otherwise wait for
         # the next periodic metadata refresh (about a second) after each assign.
         consumer.list_topics(timeout=30)
@@ -341,7 +342,7 @@ class DayMeasurer:
         capped = {p for p, (s, e) in spans.items() if cap is not None and e - s > cap}
         exact_ranges = {p: (s, e, None) for p, (s, e) in spans.items() if p not in capped}
         tallies = read_ranges(consumer, spec.topic, exact_ranges, start_ms, self.limits)
-        estimates = self._estimate_capped(consumer, spec.topic, spans, capped, start_ms) if capped else {}
+        estimates = self._estimate_capped(spec.topic, spans, capped, start_ms) if capped else {}
 
         records = sum(t.records for t in tallies.values()) + sum(e[0] for e in estimates.values())
         partition_bytes = [tallies[p].bytes if p in tallies else estimates[p][1] for p in sorted(spans)]
@@ -385,7 +386,6 @@ class DayMeasurer:
 
     def _estimate_capped(
         self,
-        consumer: Consumer,
         topic: str,
         spans: dict[int, tuple[int, int]],
         capped: set[int],
@@ -406,7 +406,17 @@ class DayMeasurer:
             boundaries[p].append(spans[p][1])
 
         slices = {p: _plan_slices(boundaries[p], self.limits.max_records_per_partition) for p in capped}
+        # Small fetches: a slice wants tens of records, not the megabyte a bulk read prefetches.
+        consumer = self.consumer_factory(SLICE_FETCH)
+        consumer.list_topics(timeout=30)
         estimates = {p: (0.0, 0.0, [0.0] * HOURS_PER_DAY, 0) for p in capped}
+        try:
+            self._read_slices(consumer, topic, slices, start_ms, estimates)
+        finally:
+            consumer.close()
+        return estimates
+
+    def _read_slices(self, consumer: Consumer, topic: str, slices: dict, start_ms: int, estimates: dict) -> None:
         for index in range(max(len(planned) for planned in slices.values())):
             batch = {p: planned[index] for p, planned in slices.items() if index < len(planned)}
             ranges = {p: (a, b, limit) for p, (_, a, b, limit) in batch.items()}
@@ -424,4 +434,3 @@ class DayMeasurer:
                     hour_bytes,
                     sampled + tally.records,
                 )
-        return estimates

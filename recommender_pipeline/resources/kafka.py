@@ -37,7 +37,7 @@ class KafkaResource(dg.ConfigurableResource):
     def admin(self, cluster_id: str) -> AdminClient:
         return AdminClient({**self.connection(cluster_id).properties, **COMMON})
 
-    def consumer(self, cluster_id: str) -> Consumer:
+    def consumer(self, cluster_id: str, overrides: dict | None = None) -> Consumer:
         """A consumer that only reads assigned ranges: it never joins a group or commits."""
         return Consumer(
             {
@@ -54,5 +54,6 @@ class KafkaResource(dg.ConfigurableResource):
                 # the switch from one topic's assignment to the next quick.
                 "fetch.wait.max.ms": 50,
                 "queued.max.messages.kbytes": 262_144,
+                **(overrides or {}),
             }
         )
