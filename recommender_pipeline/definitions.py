@@ -6,18 +6,12 @@ import dagster as dg
 
 from recommender_pipeline.assets import credentials, inventory, measurements, recommendations, reports
 from recommender_pipeline.jobs import inventory_job, measurement_job, recommendation_job
-from recommender_pipeline.resources import ConfigResource, KafkaResource, MeasurementStoreResource
-
-config = ConfigResource(env_file=os.environ.get("RECOMMENDER_ENV_FILE", ".env"))
+from recommender_pipeline.resources import build_resources
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports]),
     jobs=[inventory_job, measurement_job, recommendation_job],
-    resources={
-        "config": config,
-        "kafka": KafkaResource(config=config),
-        "store": MeasurementStoreResource(config=config),
-    },
+    resources=build_resources(os.environ.get("RECOMMENDER_ENV_FILE", ".env")),
     executor=dg.multi_or_in_process_executor,
 )
 

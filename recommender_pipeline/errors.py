@@ -15,3 +15,15 @@ class ClusterUnreachableError(RecommenderError):
 
 class TopicMeasurementError(RecommenderError):
     """One topic could not be measured for one day; the other topics are unaffected."""
+
+
+class CredentialsError(RecommenderError):
+    """Credentials could not be obtained (a missing or malformed secret, a key that never works)."""
+
+
+class ConfluentApiError(RecommenderError):
+    """A Confluent Cloud API call failed after its retries; the message names the call."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status

@@ -21,10 +21,12 @@ import dagster as dg
 import pandas as pd
 
 from recommender_pipeline import definitions
-from recommender_pipeline.errors import ConfigurationError
+from recommender_pipeline.credentials import Provisioning, provisioned_credentials
+from recommender_pipeline.errors import ConfigurationError, RecommenderError
 from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, measurement_run_config
 from recommender_pipeline.measuring.windows import utc_today, window_days
 from recommender_pipeline.partitions import split_topic_key, topics_partitions
+from recommender_pipeline.resources import MeasurementStoreResource, build_resources
 from recommender_pipeline.settings import Settings, load_settings
 
 DEFAULT_DAGSTER_HOME = Path(".local/dagster_home")
@@ -39,15 +41,15 @@ class Outcome:
     measured_days: list[str] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
+    provisioning: Provisioning | None = None
 
     @property
     def success(self) -> bool:
         return not self.failed_runs
 
 
-def days_to_measure(settings: Settings, instance: dg.DagsterInstance, end_day: date) -> list[date]:
+def days_to_measure(settings: Settings, store: MeasurementStoreResource, end_day: date) -> list[date]:
     """Days of the window with a topic not yet measured, measured while the day was open, or in error."""
-    store = definitions.defs.resources["store"]
     inventory = store.read_inventory()
     days = window_days(end_day, settings.sampling_days)
     stored = store.read_measurements(days[0].isoformat(), days[-1].isoformat())
@@ -60,21 +62,44 @@ def days_to_measure(settings: Settings, instance: dg.DagsterInstance, end_day: d
     return [d for d in days if any((d.isoformat(), c, t) not in done for c, t in wanted)]
 
 
-def _topic_range(instance: dg.DagsterInstance, settings: Settings) -> tuple[str, str] | None:
+def _topic_range(instance: dg.DagsterInstance, clusters: set[str]) -> tuple[str, str] | None:
     """First and last topic keys: a run's range over the topic dimension covers them all."""
     keys = instance.get_dynamic_partitions(topics_partitions.name)
-    clusters = {c.cluster_id for c in settings.kafka_connections()}
     if not any(split_topic_key(key)[0] in clusters for key in keys):
         return None
     return keys[0], keys[-1]
 
 
 def run_recommendations(
-    instance: dg.DagsterInstance, settings: Settings, end_day: date, in_process: bool = False
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    end_day: date,
+    in_process: bool = False,
+    env_file: str = ".env",
 ) -> Outcome:
-    """Inventory, the missing measurement days (one run per day), then the day's recommendations."""
-    outcome = Outcome(end_day)
+    """Inventory, the missing measurement days (one run per day), then the day's recommendations.
 
+    With `USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS`, the Kafka API keys live exactly
+    as long as this call: created first, deleted last, also when something fails.
+    """
+    resources = build_resources(env_file)
+    if not settings.use_cloud_api_for_kafka_credentials:
+        return _run(instance, settings, end_day, in_process, resources, Outcome(end_day))
+    with provisioned_credentials(settings, resources["cloud"]) as provisioning:
+        outcome = Outcome(end_day, provisioning=provisioning)
+        for cluster_id, reason in provisioning.failed.items():
+            outcome.failed_runs.append(f"credentials for {cluster_id}: {reason}")
+        return _run(instance, settings, end_day, in_process, resources, outcome)
+
+
+def _run(
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    end_day: date,
+    in_process: bool,
+    resources: dict,
+    outcome: Outcome,
+) -> Outcome:
     def execute(factory, run_config: dict | None = None, **kwargs) -> list[str]:
         """Runs a job; returns the report paths when the run wrote reports."""
         with dg.execute_job(
@@ -94,16 +119,17 @@ def run_recommendations(
             ]
 
     execute(definitions.get_inventory_job)
-    key_range = _topic_range(instance, settings)
+    connections = resources["kafka"].connections()
+    key_range = _topic_range(instance, set(connections))
     if key_range is None:
         return outcome
-    clusters = len(settings.kafka_connections())
+    clusters = len(connections)
     run_config = (
         IN_PROCESS_RUN_CONFIG
         if in_process
         else measurement_run_config(min(clusters, settings.max_cluster_workers) * settings.max_workers_per_cluster)
     )
-    for day in days_to_measure(settings, instance, end_day):
+    for day in days_to_measure(settings, resources["store"], end_day):
         first, last = (f"{day.isoformat()}|{key}" for key in key_range)
         execute(
             definitions.get_measurement_job,
@@ -154,13 +180,20 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     end_day = args.day or utc_today()
-    with ensure_instance() as instance:
-        outcome = run_recommendations(instance, settings, end_day, in_process=args.in_process)
+    try:
+        with ensure_instance() as instance:
+            outcome = run_recommendations(instance, settings, end_day, in_process=args.in_process)
+    except RecommenderError as error:  # credentials or the Confluent Cloud API: say which, exit non-zero
+        print(f"FAILED: {error}", file=sys.stderr)
+        return 1
     print(f"window ending {end_day}: measured days {', '.join(outcome.measured_days) or 'none (all stored)'}")
     for path in outcome.reports:
         print(f"report: {path}")
         if path.endswith("-detail-report.csv"):
             print(_digest(path))
+    if outcome.provisioning is not None:
+        created, deleted = outcome.provisioning.created_keys, outcome.provisioning.deleted_keys
+        print(f"API keys: {len(created)} created, {len(deleted)} deleted")
     for run in outcome.failed_runs:
         print(f"FAILED: {run} (see the Dagster UI or `dagster run list`)", file=sys.stderr)
     return 0 if outcome.success else 1

@@ -79,6 +79,8 @@ EXPECTED_FORMS: dict[str, str] = {
     "RECOMMENDATION_MODEL": "one of: capacity, seed",
     "OVER_PROVISIONED_RATIO": "a number greater than 1, e.g. 2",
     "HOT_PARTITION_SKEW": "a number greater than 1, e.g. 2",
+    "PROVISIONED_KAFKA_PROPERTIES": 'a JSON object of librdkafka properties, e.g. {"sasl.mechanism": "SCRAM-SHA-256"}',
+    "API_KEY_READY_TIMEOUT_SECONDS": "a number of seconds greater than 0, e.g. 300",
 }
 BOOLEAN_FORM = "true or false (any case), also 1/0 or yes/no"
 LIST_FORM = "a comma-separated list, e.g. a,b"
@@ -125,6 +127,12 @@ class Settings(BaseSettings):
     confluent_cloud_api_secret_path: JsonObject = Field(default_factory=dict, alias="CONFLUENT_CLOUD_API_SECRET_PATH")
     kafka_api_secret_paths: JsonList = Field(default_factory=list, alias="KAFKA_API_SECRET_PATHS")
 
+    confluent_cloud_api_url: str = Field("https://api.confluent.cloud", alias="CONFLUENT_CLOUD_API_URL")
+    confluent_metrics_api_url: str = Field("https://api.telemetry.confluent.cloud", alias="CONFLUENT_METRICS_API_URL")
+    aws_secrets_manager_endpoint_url: str | None = Field(None, alias="AWS_SECRETS_MANAGER_ENDPOINT_URL")
+    provisioned_kafka_properties: JsonObject = Field(default_factory=dict, alias="PROVISIONED_KAFKA_PROPERTIES")
+    api_key_ready_timeout_seconds: float = Field(300.0, gt=0, alias="API_KEY_READY_TIMEOUT_SECONDS")
+
     # Which topics.
     include_internal_topics: bool = Field(False, alias="INCLUDE_INTERNAL_TOPICS")
     topic_filter: CommaList = Field(default_factory=list, alias="TOPIC_FILTER")
@@ -168,7 +176,9 @@ class Settings(BaseSettings):
             raise ValueError("every entry must be a JSON object")
         return items
 
-    @field_validator("confluent_cloud_credential", "confluent_cloud_api_secret_path", mode="before")
+    @field_validator(
+        "confluent_cloud_credential", "confluent_cloud_api_secret_path", "provisioned_kafka_properties", mode="before"
+    )
     @classmethod
     def _json_object(cls, value: Any) -> dict:
         return _json(value, dict)
@@ -205,18 +215,20 @@ class Settings(BaseSettings):
 
     def kafka_connections(self) -> list[ClusterConnection]:
         """Clusters from `KAFKA_CREDENTIALS`, after `KAFKA_CLUSTER_FILTER`."""
-        connections = []
-        for entry in self.kafka_credentials:
-            cluster_id = str(entry["kafka_cluster_id"])
-            if self.kafka_cluster_filter and cluster_id not in self.kafka_cluster_filter:
-                continue
-            properties = {k: str(v) for k, v in entry.items() if k not in {"kafka_cluster_id", "environment_id"}}
-            if "sasl.username" in properties:
-                # Confluent Cloud keys, as in the original tool, unless the entry says otherwise.
-                properties.setdefault("security.protocol", "SASL_SSL")
-                properties.setdefault("sasl.mechanism", "PLAIN")
-            connections.append(ClusterConnection(cluster_id, properties, "env", entry.get("environment_id")))
-        return connections
+        return self.filter_clusters([connection_from_entry(entry, "env") for entry in self.kafka_credentials])
+
+    def filter_clusters(self, connections: list[ClusterConnection]) -> list[ClusterConnection]:
+        return [c for c in connections if not self.kafka_cluster_filter or c.cluster_id in self.kafka_cluster_filter]
+
+
+def connection_from_entry(entry: dict[str, Any], source: str) -> ClusterConnection:
+    """A cluster from the original tool's credential object plus any librdkafka properties."""
+    properties = {k: str(v) for k, v in entry.items() if k not in {"kafka_cluster_id", "environment_id"}}
+    if "sasl.username" in properties:
+        # Confluent Cloud keys, as in the original tool, unless the entry says otherwise.
+        properties.setdefault("security.protocol", "SASL_SSL")
+        properties.setdefault("sasl.mechanism", "PLAIN")
+    return ClusterConnection(str(entry["kafka_cluster_id"]), properties, source, entry.get("environment_id"))
 
 
 def _variable_and_field(location: str) -> tuple[str, str | None]:

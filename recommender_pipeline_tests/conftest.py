@@ -20,7 +20,7 @@ import pytest
 
 from recommender_pipeline.assets import credentials, inventory, measurements, recommendations, reports
 from recommender_pipeline.partitions import topic_key, topics_partitions
-from recommender_pipeline.resources import ConfigResource, KafkaResource, MeasurementStoreResource
+from recommender_pipeline.resources import MeasurementStoreResource, build_resources
 from recommender_pipeline.settings import Settings
 from recommender_pipeline_tests.known_truth import Dataset, build_dataset
 
@@ -63,12 +63,7 @@ class Pipeline:
     tmp_path: Path
 
     def resources(self) -> dict:
-        config = ConfigResource(env_file=str(self.tmp_path / "no.env"))
-        return {
-            "config": config,
-            "kafka": KafkaResource(config=config),
-            "store": MeasurementStoreResource(config=config),
-        }
+        return build_resources(str(self.tmp_path / "no.env"))
 
     @property
     def store(self) -> MeasurementStoreResource:

@@ -3,18 +3,22 @@
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline.resources import ConfigResource
+from recommender_pipeline.resources import KafkaResource
 
 MANIFEST_COLUMNS = ["cluster_id", "bootstrap_servers", "source", "key_id", "security_protocol"]
 
 
 @dg.asset(group_name="inventory", kinds={"kafka"})
-def credentials(context: dg.AssetExecutionContext, config: ConfigResource) -> pd.DataFrame:
+def credentials(context: dg.AssetExecutionContext, kafka: KafkaResource) -> pd.DataFrame:
     """One row per Kafka cluster the pipeline can reach: id, bootstrap servers, where the
-    credentials came from and the API key id. Secrets stay in the step processes' memory."""
-    connections = config.settings.kafka_connections()
+    credentials came from (env, aws_secrets_manager, provisioned) and the API key id.
+    Secrets stay in the memory of the processes that use them."""
+    connections = list(kafka.connections().values())
     if not connections:
-        raise dg.Failure("No Kafka cluster to analyse: set KAFKA_CREDENTIALS (or check KAFKA_CLUSTER_FILTER).")
+        raise dg.Failure(
+            "No Kafka cluster to analyse: set KAFKA_CREDENTIALS or KAFKA_API_SECRET_PATHS, or provision keys "
+            "(USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS); check KAFKA_CLUSTER_FILTER."
+        )
     manifest = pd.DataFrame(
         [
             {

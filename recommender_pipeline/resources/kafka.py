@@ -5,9 +5,12 @@ import uuid
 import dagster as dg
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
+from pydantic import PrivateAttr
 
+from recommender_pipeline.credentials import kafka_connections
 from recommender_pipeline.errors import ConfigurationError
 from recommender_pipeline.resources.config import ConfigResource
+from recommender_pipeline.resources.secrets import SecretsManagerResource
 from recommender_pipeline.settings import ClusterConnection
 
 # Quiet, bounded clients: librdkafka logs at warning level and gives up on a dead cluster.
@@ -22,16 +25,23 @@ class KafkaResource(dg.ConfigurableResource):
     """
 
     config: dg.ResourceDependency[ConfigResource]
+    secrets: dg.ResourceDependency[SecretsManagerResource]
+    _connections: dict | None = PrivateAttr(default=None)
 
     def connections(self) -> dict[str, ClusterConnection]:
-        return {c.cluster_id: c for c in self.config.settings.kafka_connections()}
+        """Every cluster to analyse, from `.env`, AWS Secrets Manager or provisioned keys."""
+        if self._connections is None:
+            found = kafka_connections(self.config.settings, self.secrets.get_json)
+            self._connections = {c.cluster_id: c for c in found}
+        return self._connections
 
     def connection(self, cluster_id: str) -> ClusterConnection:
         try:
             return self.connections()[cluster_id]
         except KeyError:
             raise ConfigurationError(
-                f"cluster {cluster_id!r} is not in KAFKA_CREDENTIALS (or is excluded by KAFKA_CLUSTER_FILTER)"
+                f"cluster {cluster_id!r} has no credentials (not in KAFKA_CREDENTIALS / KAFKA_API_SECRET_PATHS, "
+                "not provisioned, or excluded by KAFKA_CLUSTER_FILTER)"
             ) from None
 
     def admin(self, cluster_id: str) -> AdminClient:

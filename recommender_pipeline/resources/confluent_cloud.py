@@ -1,0 +1,176 @@
+"""Confluent Cloud clients: the control plane (environments, clusters, API keys) and the Metrics API.
+
+Both share one HTTP client: one `requests.Session`, timeouts on every call, capped exponential
+backoff with full jitter on 429 and 5xx that honours `rateLimit-reset`, page following, and a
+request count that assets report. Secrets only travel in the Authorization header.
+"""
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlparse
+
+import dagster as dg
+import requests
+from pydantic import PrivateAttr
+
+from recommender_pipeline.errors import ConfluentApiError, CredentialsError
+from recommender_pipeline.resources.config import ConfigResource
+from recommender_pipeline.resources.secrets import SecretsManagerResource
+
+RETRYABLE = {429, 500, 502, 503, 504}
+PAGE_SIZE = 100
+METRICS_PAGE_LIMIT = 1000
+
+
+@dataclass
+class RestClient:
+    """Basic-auth JSON calls with retries; `request_count` counts every HTTP request sent."""
+
+    base_url: str
+    key: str
+    secret: str = field(repr=False)
+    timeout_seconds: float = 30.0
+    max_attempts: int = 6
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+    request_count: int = 0
+    session: requests.Session = field(default_factory=requests.Session, repr=False)
+
+    def _wait(self, response: requests.Response | None, attempt: int) -> float:
+        reset = response.headers.get("rateLimit-reset") if response is not None else None
+        if reset is not None:
+            try:
+                return min(float(reset), self.max_backoff_seconds) + random.uniform(0, self.backoff_seconds)
+            except ValueError:
+                pass
+        return random.uniform(0, min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt))
+
+    def request(self, method: str, path: str, *, expected: tuple[int, ...] = (200,), **kwargs) -> requests.Response:
+        what = f"{method} {path}"
+        for attempt in range(self.max_attempts):
+            response = None
+            try:
+                response = self.session.request(
+                    method, self.base_url + path, auth=(self.key, self.secret), timeout=self.timeout_seconds, **kwargs
+                )
+            except (requests.ConnectionError, requests.Timeout) as error:
+                problem = f"{type(error).__name__}"
+            else:
+                self.request_count += 1
+                if response.status_code in expected:
+                    return response
+                problem = f"HTTP {response.status_code}: {_detail(response)}"
+                if response.status_code not in RETRYABLE:
+                    raise ConfluentApiError(f"{what} failed with {problem}", response.status_code)
+            if attempt + 1 < self.max_attempts:
+                time.sleep(self._wait(response, attempt))
+        raise ConfluentApiError(f"{what} failed after {self.max_attempts} attempts: {problem}")
+
+    def pages(self, path: str, params: dict) -> Iterator[dict]:
+        """Items of a control-plane list, following `metadata.next` until it is absent."""
+        params = {**params, "page_size": PAGE_SIZE}
+        while True:
+            body = self.request("GET", path, params=params).json()
+            yield from body.get("data", [])
+            next_url = (body.get("metadata") or {}).get("next")
+            token = parse_qs(urlparse(next_url).query).get("page_token") if next_url else None
+            if not token:
+                return
+            params = {**params, "page_token": token[0]}
+
+
+def _detail(response: requests.Response) -> str:
+    try:
+        errors = response.json().get("errors") or []
+        return "; ".join(str(e.get("detail") or e.get("title") or e) for e in errors) or response.text[:200]
+    except ValueError:
+        return response.text[:200]
+
+
+class ConfluentCloudResource(dg.ConfigurableResource):
+    """Environments, Kafka clusters and API keys of a Confluent Cloud organization.
+
+    The Cloud API key comes from `CONFLUENT_CLOUD_CREDENTIAL`, or from AWS Secrets Manager
+    (`CONFLUENT_CLOUD_API_SECRET_PATH`) when `USE_AWS_SECRETS_MANAGER` is true.
+    """
+
+    config: dg.ResourceDependency[ConfigResource]
+    secrets: dg.ResourceDependency[SecretsManagerResource]
+    backoff_seconds: float = 1.0
+    _clients: dict = PrivateAttr(default_factory=dict)
+
+    def _client(self, base_url: str) -> RestClient:
+        if base_url not in self._clients:
+            key, secret = self.cloud_credential()
+            self._clients[base_url] = RestClient(
+                base_url.rstrip("/"), key, secret, backoff_seconds=self.backoff_seconds
+            )
+        return self._clients[base_url]
+
+    def cloud_credential(self) -> tuple[str, str]:
+        settings = self.config.settings
+        if settings.use_aws_secrets_manager and settings.confluent_cloud_api_secret_path:
+            credential = self.secrets.get_json(
+                settings.confluent_cloud_api_secret_path, "CONFLUENT_CLOUD_API_SECRET_PATH"
+            )
+            source = "the secret named by CONFLUENT_CLOUD_API_SECRET_PATH"
+        else:
+            credential, source = settings.confluent_cloud_credential, "CONFLUENT_CLOUD_CREDENTIAL"
+        key, secret = credential.get("confluent_cloud_api_key"), credential.get("confluent_cloud_api_secret")
+        if not key or not secret:
+            raise CredentialsError(f"{source} lacks confluent_cloud_api_key or confluent_cloud_api_secret")
+        return str(key), str(secret)
+
+    @property
+    def control_plane(self) -> RestClient:
+        return self._client(self.config.settings.confluent_cloud_api_url)
+
+    @property
+    def metrics(self) -> RestClient:
+        return self._client(self.config.settings.confluent_metrics_api_url)
+
+    def request_count(self) -> int:
+        return sum(client.request_count for client in self._clients.values())
+
+    def environments(self) -> list[dict]:
+        return list(self.control_plane.pages("/org/v2/environments", {}))
+
+    def clusters(self, environment_id: str) -> list[dict]:
+        return list(self.control_plane.pages("/cmk/v2/clusters", {"environment": environment_id}))
+
+    def create_api_key(self, owner_id: str, resource_id: str, display_name: str, description: str) -> tuple[str, str]:
+        body = {
+            "spec": {
+                "display_name": display_name,
+                "description": description,
+                "owner": {"id": owner_id},
+                "resource": {"id": resource_id},
+            }
+        }
+        created = self.control_plane.request("POST", "/iam/v2/api-keys", json=body, expected=(200, 201, 202)).json()
+        return created["id"], created["spec"]["secret"]
+
+    def delete_api_key(self, key_id: str) -> None:
+        self.control_plane.request("DELETE", f"/iam/v2/api-keys/{key_id}", expected=(204, 404))
+
+    def query_metrics(self, body: dict) -> list[dict]:
+        """Every data point of a Metrics API query, across pages (same body, `page_token` param)."""
+        points: list[dict] = []
+        params: dict = {}
+        restarted = False
+        while True:
+            try:
+                page = self.metrics.request("POST", "/v2/metrics/cloud/query", json=body, params=params).json()
+            except ConfluentApiError as error:
+                if error.status != 400 or not params or restarted:
+                    raise
+                # An expired page token: start again from the first page, once.
+                points, params, restarted = [], {}, True
+                continue
+            points += page.get("data", [])
+            token = ((page.get("meta") or {}).get("pagination") or {}).get("next_page_token")
+            if not token:
+                return points
+            params = {"page_token": token}
