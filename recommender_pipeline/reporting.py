@@ -36,6 +36,7 @@ DETAIL_ADDED_COLUMNS = [
     "avg_ingress_bytes_per_sec",
     "peak_ingress_bytes_per_sec",
     "partition_skew",
+    "egress_bytes_in_window",
     "exact",
     "binding",
     "action",
@@ -52,7 +53,6 @@ def detail_frame(recommendations: pd.DataFrame, settings: Settings) -> pd.DataFr
     frame["number_of_records"] = frame["retained_records"] if seed else frame["records_in_window"]
     frame["required_throughput"] = frame["required_bytes_per_sec"].map(to_mib)
     frame["consumer_throughput"] = frame["consumer_bytes_per_sec"].map(to_mib)
-    frame["hot_partition_egress"] = "n/a"
     return frame.reindex(columns=DETAIL_LEADING_COLUMNS + DETAIL_ADDED_COLUMNS)
 
 
@@ -88,6 +88,7 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
         active_average = active_partitions / active_count if active_count else 0.0
         total_records = int(recommendations["records_in_window"].sum()) if total_topics else 0
     hot = int((active["hot_partition_ingress"] == "yes").sum())
+    hot_egress = int((active["hot_partition_egress"] == "yes").sum())
     method = recommendations["method"].iloc[0] if total_topics else "sampling_records"
     sampling = method == "sampling_records"
     rows = [
@@ -123,8 +124,8 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
         ),
         ("hot_partition_ingress_count", hot),
         ("hot_partition_ingress_percentage", hot / active_count * 100 if active_count else 0.0),
-        ("hot_partition_egress_count", 0),
-        ("hot_partition_egress_percentage", 0.0),
+        ("hot_partition_egress_count", hot_egress),
+        ("hot_partition_egress_percentage", hot_egress / active_count * 100 if active_count else 0.0),
         ("recommendation_model", settings.recommendation_model.value),
         ("consumer_throughput_per_partition_mib_per_sec", to_mib(settings.consumer_throughput_per_partition)),
         ("window_end", recommendations["window_end"].max() if total_topics else None),

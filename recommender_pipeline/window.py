@@ -11,6 +11,7 @@ from datetime import date
 
 import pandas as pd
 
+from recommender_pipeline.measuring.metrics_api import METHOD as METRICS_METHOD
 from recommender_pipeline.measuring.windows import window_days, window_length_days
 from recommender_pipeline.model import recommend
 from recommender_pipeline.settings import Settings
@@ -47,7 +48,15 @@ def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: 
     mean_record_bytes = total_bytes / records if records else 0.0
     peak = max((float(row.peak_ingress_bytes_per_sec) for row in measured), default=0.0)
     latest = measured[-1] if measured else None
-    seed_records = int(latest.retained_records) if latest is not None else 0
+    by_metrics = latest is not None and latest.method == METRICS_METHOD
+    # The seed model's record count: all retained records (sampling), the window's records (Metrics API).
+    seed_records = records if by_metrics else (int(latest.retained_records) if latest is not None else 0)
+    if by_metrics:  # the Metrics API's own hot-partition signals
+        hot_ingress = _yes_no(any(row.hot_partition_ingress is True for row in measured))
+        hot_egress = _yes_no(any(row.hot_partition_egress is True for row in measured))
+    else:  # record sampling sees ingress skew only
+        hot_ingress = _yes_no(len(partition_bytes) > 1 and skew >= settings.hot_partition_skew)
+        hot_egress = "n/a"
 
     reasons = []
     if errors:
@@ -81,7 +90,11 @@ def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: 
         "avg_ingress_bytes_per_sec": total_bytes / seconds if seconds else 0.0,
         "peak_ingress_bytes_per_sec": peak,
         "partition_skew": skew,
-        "hot_partition_ingress": "yes" if len(partition_bytes) > 1 and skew >= settings.hot_partition_skew else "no",
+        "hot_partition_ingress": hot_ingress,
+        "hot_partition_egress": hot_egress,
+        "egress_bytes_in_window": sum(int(row.egress_bytes) for row in measured if _known(row.egress_bytes))
+        if by_metrics
+        else None,
         "exact": bool(measured) and all(bool(row.exact) for row in measured),
         "retained_records": seed_records,
         "measuring_seconds": sum(float(row.duration_seconds) for row in measured),
@@ -114,6 +127,14 @@ def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: 
         reason="; ".join(reasons),
     )
     return window
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _known(value: object) -> bool:
+    return value is not None and not pd.isna(value)
 
 
 def _explain(binding: str, recommended: int, current: int, action: str) -> str:

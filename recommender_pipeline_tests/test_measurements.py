@@ -36,7 +36,7 @@ def test_day_counts_sizes_and_rates_match_what_was_produced(dataset, measured):
     assert (closed["records"], closed["bytes"]) == (1200, 86_400)
     assert closed["avg_ingress_bytes_per_sec"] == pytest.approx(1.0, rel=1e-12)
     assert closed["peak_ingress_bytes_per_sec"] == pytest.approx(15.0, rel=1e-12)
-    assert closed["peak_hour_start"].endswith("T15:00:00+00:00")
+    assert closed["peak_bucket_start"].endswith("T15:00:00+00:00")
     assert closed["skew"] == pytest.approx(64_800 / 28_800)
     assert bool(closed["day_closed"]) is True
     today = measured.measurement(d0, dataset.topic("multi"))

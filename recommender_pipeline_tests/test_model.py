@@ -73,6 +73,7 @@ def _recommendations(rows):
     base = {
         "method": "sampling_records",
         "hot_partition_ingress": "no",
+        "hot_partition_egress": "n/a",
         "window_end": "2026-11-28",
         "action": "increase",
         "records_in_window": 0,

@@ -14,13 +14,20 @@ import dagster as dg
 import pandas as pd
 from confluent_kafka import KafkaException
 
-from recommender_pipeline.measuring.sampling import DayMeasurer, SamplingLimits, TopicSpec
+from recommender_pipeline.errors import RecommenderError
+from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
+from recommender_pipeline.measuring.sampling import DayMeasurer, SamplingLimits, TopicSpec, error_row
 from recommender_pipeline.partitions import (
     daily_topic_partitions,
     split_day_topic_key,
     topic_key,
 )
-from recommender_pipeline.resources import ConfigResource, KafkaResource, MeasurementStoreResource
+from recommender_pipeline.resources import (
+    ConfigResource,
+    ConfluentCloudResource,
+    KafkaResource,
+    MeasurementStoreResource,
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,10 @@ def _mapping_key(chunk: MeasurementChunk, index: int) -> str:
 def plan_measurement_chunks(context: dg.OpExecutionContext, cluster_inventory: pd.DataFrame, config: ConfigResource):
     """Splits the run's partitions into per-cluster chunks."""
     keys = [str(key) for key in context.partition_keys]
-    chunks, skipped = plan_chunks(keys, cluster_inventory, config.settings.max_workers_per_cluster)
+    settings = config.settings
+    # The Metrics API answers a whole cluster in a handful of queries: one chunk per cluster.
+    per_cluster = settings.max_workers_per_cluster if settings.use_sample_records else 1
+    chunks, skipped = plan_chunks(keys, cluster_inventory, per_cluster)
     if skipped:
         context.log.warning(f"{len(skipped)} partition(s) skipped, topic not in the inventory: {skipped[:10]}")
     context.log.info(f"{len(keys)} partitions in {len(chunks)} chunks")
@@ -82,29 +92,37 @@ def plan_measurement_chunks(context: dg.OpExecutionContext, cluster_inventory: p
 
 @dg.op
 def measure_topic_chunk(
-    context: dg.OpExecutionContext, chunk: MeasurementChunk, config: ConfigResource, kafka: KafkaResource
+    context: dg.OpExecutionContext,
+    chunk: MeasurementChunk,
+    config: ConfigResource,
+    kafka: KafkaResource,
+    cloud: ConfluentCloudResource,
 ) -> list[dict]:
-    """Measures one chunk of topics for one day; a failing topic becomes an `error` row."""
+    """Measures one chunk of topics for one day, by record sampling or through the Metrics API;
+    a failing topic becomes an `error` row, a failing cluster makes all its topics `error`."""
     settings = config.settings
-    limits = SamplingLimits(
-        settings.sampling_batch_size,
-        settings.sampling_timeout_seconds,
-        settings.sampling_max_consecutive_nulls,
-    )
+    day = date.fromisoformat(chunk.day)
     started = time.monotonic()
-    measurer = DayMeasurer(
-        kafka.admin(chunk.cluster_id),
-        lambda overrides: kafka.consumer(chunk.cluster_id, overrides),
-        date.fromisoformat(chunk.day),
-        limits,
-        log=context.log.info,
-    )
     try:
+        if settings.use_sample_records:
+            limits = SamplingLimits(
+                settings.sampling_batch_size, settings.sampling_timeout_seconds, settings.sampling_max_consecutive_nulls
+            )
+            measurer = DayMeasurer(
+                kafka.admin(chunk.cluster_id),
+                lambda overrides: kafka.consumer(chunk.cluster_id, overrides),
+                day,
+                limits,
+                log=context.log.info,
+            )
+        else:
+            measurer = MetricsDayMeasurer(cloud.query_metrics, chunk.cluster_id, day, log=context.log.info)
         rows = measurer.measure(chunk.topics)
-    except KafkaException as error:  # the cluster itself failed: every topic of the chunk errs
-        reason = f"cluster {chunk.cluster_id} unreachable: {error.args[0].str()}"
+    except (KafkaException, RecommenderError) as error:
+        detail = error.args[0].str() if isinstance(error, KafkaException) else str(error)
+        reason = f"cluster {chunk.cluster_id} could not be measured: {detail}"
         context.log.error(reason)
-        rows = [measurer.error_row(spec, reason) for spec in chunk.topics]
+        rows = [error_row(spec, day, reason) for spec in chunk.topics]
     elapsed = time.monotonic() - started
     records = sum(row["sampled_records"] for row in rows)
     context.add_output_metadata(
@@ -112,6 +130,7 @@ def measure_topic_chunk(
             "topics": len(rows),
             "records_read": records,
             "records_per_sec": round(records / elapsed, 1) if elapsed else 0.0,
+            "metrics_api_requests": cloud.request_count(),
             "seconds": round(elapsed, 2),
         }
     )

@@ -200,6 +200,52 @@ def _plan_slices(boundaries: list[int], cap: int) -> list[tuple[int, int, int, i
     return slices
 
 
+def base_row(spec: TopicSpec, day: date, measured_at: int, closed: bool, method: str) -> dict:
+    """A measurement row before measuring: the schema both methods fill."""
+    start_ms = day_start_ms(day)
+    window_end = day_end_ms(day) if closed else measured_at
+    return {
+        "date": day.isoformat(),
+        "cluster_id": spec.cluster_id,
+        "topic": spec.topic,
+        "method": method,
+        "status": "error",
+        "reason": "",
+        "partitions": spec.partitions,
+        "is_compacted": spec.is_compacted,
+        "retention_ms": spec.retention_ms,
+        "window_start": iso_utc(start_ms),
+        "window_end": iso_utc(window_end),
+        "window_seconds": max(window_end - start_ms, 0) / 1000,
+        "day_closed": closed,
+        "exact": True,
+        "records": 0,
+        "bytes": 0,
+        "offsets_in_window": 0,
+        "sampled_records": 0,
+        "retained_records": 0,
+        "mean_record_bytes": 0.0,
+        "avg_ingress_bytes_per_sec": 0.0,
+        "peak_ingress_bytes_per_sec": 0.0,
+        "peak_bucket_start": None,
+        "bucket_seconds": HOUR_MS // 1000,
+        "partition_bytes": "[]",
+        "skew": 0.0,
+        "egress_bytes": None,
+        "hot_partition_ingress": None,
+        "hot_partition_egress": None,
+        "measured_at": iso_utc(measured_at),
+        "duration_seconds": 0.0,
+    }
+
+
+def error_row(spec: TopicSpec, day: date, reason: str) -> dict:
+    measured_at = int(time.time() * 1000)
+    row = base_row(spec, day, measured_at, measured_at >= day_end_ms(day), METHOD)
+    row.update(status="error", reason=reason)
+    return row
+
+
 class DayMeasurer:
     """Measures the topics of one cluster for one UTC day, one topic at a time, one consumer."""
 
@@ -228,7 +274,7 @@ class DayMeasurer:
         live = self.admin.list_topics(timeout=30).topics
         todo: list[TopicSpec] = []
         for spec in topics:
-            base = self._base_row(spec, measured_at, closed)
+            base = base_row(spec, self.day, measured_at, closed, METHOD)
             rows[spec.topic] = base
             reason = unmeasurable_reason(self.day, spec.retention_ms, measured_at)
             if spec.topic not in live or live[spec.topic].error is not None:
@@ -289,46 +335,6 @@ class DayMeasurer:
             rows[topic].update(status="error", reason=reason)
         return list(rows.values())
 
-    def error_row(self, spec: TopicSpec, reason: str) -> dict:
-        measured_at = int(time.time() * 1000)
-        row = self._base_row(spec, measured_at, measured_at >= day_end_ms(self.day))
-        row.update(status="error", reason=reason)
-        return row
-
-    def _base_row(self, spec: TopicSpec, measured_at: int, closed: bool) -> dict:
-        start_ms = day_start_ms(self.day)
-        window_end = day_end_ms(self.day) if closed else measured_at
-        return {
-            "date": self.day.isoformat(),
-            "cluster_id": spec.cluster_id,
-            "topic": spec.topic,
-            "method": METHOD,
-            "status": "error",
-            "reason": "",
-            "partitions": spec.partitions,
-            "is_compacted": spec.is_compacted,
-            "retention_ms": spec.retention_ms,
-            "window_start": iso_utc(start_ms),
-            "window_end": iso_utc(window_end),
-            "window_seconds": max(window_end - start_ms, 0) / 1000,
-            "day_closed": closed,
-            "exact": True,
-            "records": 0,
-            "bytes": 0,
-            "offsets_in_window": 0,
-            "sampled_records": 0,
-            "retained_records": 0,
-            "mean_record_bytes": 0.0,
-            "avg_ingress_bytes_per_sec": 0.0,
-            "peak_ingress_bytes_per_sec": 0.0,
-            "peak_hour_start": None,
-            "bucket_seconds": HOUR_MS // 1000,
-            "partition_bytes": "[]",
-            "skew": 0.0,
-            "measured_at": iso_utc(measured_at),
-            "duration_seconds": 0.0,
-        }
-
     def _measure_topic(
         self,
         consumer: Consumer,
@@ -379,7 +385,7 @@ class DayMeasurer:
             "mean_record_bytes": total_bytes / records if records else 0.0,
             "avg_ingress_bytes_per_sec": total_bytes / window_seconds,
             "peak_ingress_bytes_per_sec": hour_bytes[peak_hour] / (HOUR_MS / 1000),
-            "peak_hour_start": iso_utc(start_ms + peak_hour * HOUR_MS) if total_bytes else None,
+            "peak_bucket_start": iso_utc(start_ms + peak_hour * HOUR_MS) if total_bytes else None,
             "partition_bytes": "[" + ",".join(str(round(b)) for b in partition_bytes) + "]",
             "skew": max(partition_bytes) / mean_partition if mean_partition else 0.0,
         }

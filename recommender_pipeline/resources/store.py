@@ -40,10 +40,13 @@ MEASUREMENT_COLUMNS = {
     "mean_record_bytes": "DOUBLE",
     "avg_ingress_bytes_per_sec": "DOUBLE",
     "peak_ingress_bytes_per_sec": "DOUBLE",
-    "peak_hour_start": "VARCHAR",
+    "peak_bucket_start": "VARCHAR",
     "bucket_seconds": "INTEGER",
     "partition_bytes": "VARCHAR",
     "skew": "DOUBLE",
+    "egress_bytes": "BIGINT",
+    "hot_partition_ingress": "BOOLEAN",
+    "hot_partition_egress": "BOOLEAN",
     "measured_at": "VARCHAR",
     "duration_seconds": "DOUBLE",
 }
@@ -89,6 +92,8 @@ class MeasurementStoreResource(dg.ConfigurableResource):
                 time.sleep(random.uniform(0.1, 0.5))
         try:
             connection.execute(_create("measurements", MEASUREMENT_COLUMNS, "date, cluster_id, topic"))
+            for name, kind in MEASUREMENT_COLUMNS.items():  # a store from an older version gains new columns
+                connection.execute(f'ALTER TABLE measurements ADD COLUMN IF NOT EXISTS "{name}" {kind}')
             connection.execute(_create("inventory", INVENTORY_COLUMNS, "cluster_id, topic"))
             yield connection
         finally:

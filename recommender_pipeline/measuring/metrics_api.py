@@ -1,0 +1,125 @@
+"""The Confluent Cloud Metrics API method: the same day x topic measurement, from the broker's own
+counters instead of reading records.
+
+Queries are batched per cluster and day, one per metric with `group_by` on the topic (and the
+partition for skew), over an absolute interval (so page tokens stay valid): six queries plus
+paging whatever the topic count.
+"""
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
+
+from recommender_pipeline.measuring.sampling import TopicSpec, base_row
+from recommender_pipeline.measuring.windows import DAY_MS, day_end_ms, day_start_ms, iso_utc
+
+METHOD = "metrics_api"
+RETENTION_DAYS = 7  # the Metrics API keeps a week of data
+FINE_GRANULARITY, FINE_SECONDS = "PT5M", 300  # the finest granularity a one-day interval allows
+METRIC_PREFIX = "io.confluent.kafka.server/"
+TOPIC, PARTITION = "metric.topic", "metric.partition"
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class MetricsDayMeasurer:
+    """Measures the topics of one cluster for one UTC day through the Metrics API."""
+
+    def __init__(
+        self,
+        query: Callable[[dict], list[dict]],
+        cluster_id: str,
+        day: date,
+        log: Callable[[str], None] = lambda _: None,
+    ):
+        self.query = query
+        self.cluster_id = cluster_id
+        self.day = day
+        self.log = log
+
+    def _points(self, metric: str, granularity: str, group_by: list[str], interval: str) -> list[dict]:
+        return self.query(
+            {
+                "aggregations": [{"metric": METRIC_PREFIX + metric}],
+                "filter": {"field": "resource.kafka.id", "op": "EQ", "value": self.cluster_id},
+                "granularity": granularity,
+                "group_by": group_by,
+                "intervals": [interval],
+                "limit": 1000,
+            }
+        )
+
+    def measure(self, topics: Iterable[TopicSpec]) -> list[dict]:
+        topics = list(topics)
+        measured_at = int(time.time() * 1000)
+        start_ms, end_ms = day_start_ms(self.day), day_end_ms(self.day)
+        closed = measured_at >= end_ms
+        rows = {spec.topic: base_row(spec, self.day, measured_at, closed, METHOD) for spec in topics}
+        if start_ms < measured_at - RETENTION_DAYS * DAY_MS:
+            for row in rows.values():
+                row.update(status="not_measurable", reason="older than the Metrics API's 7-day retention")
+            return list(rows.values())
+        if start_ms > measured_at:
+            for row in rows.values():
+                row.update(status="not_measurable", reason="the day has not started yet")
+            return list(rows.values())
+
+        # Whole minutes only: the API's points are per minute, and an absolute end keeps tokens valid.
+        window_end = end_ms if closed else measured_at - measured_at % 60_000
+        interval = f"{_utc(start_ms)}/{_utc(window_end)}"
+        fine = self._points("received_bytes", FINE_GRANULARITY, [TOPIC], interval)
+        by_partition = self._points("received_bytes", "P1D", [TOPIC, PARTITION], interval)
+        records = self._points("received_records", "P1D", [TOPIC], interval)
+        egress = self._points("sent_bytes", "P1D", [TOPIC], interval)
+        hot_in = self._points("hot_partition_ingress", "PT1H", [TOPIC], interval)
+        hot_out = self._points("hot_partition_egress", "PT1H", [TOPIC], interval)
+
+        buckets: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for point in fine:
+            buckets[point[TOPIC]][point["timestamp"]] += point["value"]
+        partition_bytes: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        for point in by_partition:
+            partition_bytes[point[TOPIC]][int(point[PARTITION])] += point["value"]
+        totals = {name: defaultdict(float) for name in ("records", "egress")}
+        for name, points in (("records", records), ("egress", egress)):
+            for point in points:
+                totals[name][point[TOPIC]] += point["value"]
+        hot_ingress = {point[TOPIC] for point in hot_in if point["value"]}
+        hot_egress = {point[TOPIC] for point in hot_out if point["value"]}
+
+        window_seconds = (window_end - start_ms) / 1000
+        for spec in topics:
+            row = rows[spec.topic]
+            topic_buckets = buckets.get(spec.topic, {})
+            total_bytes = sum(topic_buckets.values())
+            count = round(totals["records"].get(spec.topic, 0.0))
+            per_partition = [partition_bytes[spec.topic].get(p, 0.0) for p in range(spec.partitions)]
+            mean_partition = sum(per_partition) / len(per_partition) if per_partition else 0.0
+            peak_at = max(topic_buckets, key=topic_buckets.get) if topic_buckets else None
+            reasons = ["received_bytes counts produce requests on the wire, not only keys, values and headers"]
+            if not closed:
+                reasons.append("day still open: measured up to " + iso_utc(window_end))
+            row.update(
+                status="measured" if count > 0 else "empty",
+                reason="; ".join(reasons),
+                window_end=iso_utc(window_end),
+                window_seconds=window_seconds,
+                records=count,
+                bytes=round(total_bytes),
+                offsets_in_window=count,
+                mean_record_bytes=total_bytes / count if count else 0.0,
+                avg_ingress_bytes_per_sec=total_bytes / window_seconds if window_seconds else 0.0,
+                peak_ingress_bytes_per_sec=topic_buckets[peak_at] / FINE_SECONDS if peak_at else 0.0,
+                peak_bucket_start=peak_at,
+                bucket_seconds=FINE_SECONDS,
+                partition_bytes="[" + ",".join(str(round(b)) for b in per_partition) + "]",
+                skew=max(per_partition) / mean_partition if mean_partition else 0.0,
+                egress_bytes=round(totals["egress"].get(spec.topic, 0.0)),
+                hot_partition_ingress=spec.topic in hot_ingress,
+                hot_partition_egress=spec.topic in hot_egress,
+            )
+        self.log(f"{self.cluster_id} {self.day}: {len(topics)} topics from 6 metric queries")
+        return list(rows.values())
