@@ -22,11 +22,13 @@ from recommender_pipeline.errors import ConfluentApiError, CredentialsError
 from recommender_pipeline.settings import ClusterConnection, Settings, connection_from_entry
 
 PROVISIONED_VARIABLE = "RECOMMENDER_PROVISIONED_CREDENTIALS"
-REQUIRED_SECRET_KEYS = ("kafka_cluster_id", "bootstrap.servers", "sasl.username", "sasl.password")
+REQUIRED_SECRET_KEYS = ("kafka_cluster_id", "bootstrap.servers")
 
 
 def aws_connections(settings: Settings, get_json: Callable[[dict, str], dict]) -> list[ClusterConnection]:
-    """One cluster per `KAFKA_API_SECRET_PATHS` entry, each secret holding the original's JSON keys."""
+    """One cluster per `KAFKA_API_SECRET_PATHS` entry, each secret holding the original's JSON keys
+    (`kafka_cluster_id`, `bootstrap.servers`, `sasl.username`, `sasl.password`) or, like a
+    `KAFKA_CREDENTIALS` entry, any librdkafka properties."""
     connections = []
     for path in settings.kafka_api_secret_paths:
         secret = get_json(path, "KAFKA_API_SECRET_PATHS")

@@ -7,7 +7,11 @@ exports KAFKA_BOOTSTRAP; a developer's pytest starts it on demand.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +45,44 @@ def kafka_bootstrap() -> str:
     port = os.environ.get("KAFKA_LOCAL_PORT", "19092")
     subprocess.run([str(REPO / "scripts" / "kafka-local"), "start"], check=True)
     return f"127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def sasl_bootstrap(kafka_bootstrap: str) -> str:
+    """The broker's SASL_PLAINTEXT / SCRAM-SHA-256 listener (scripts/kafka-local: port + 2)."""
+    host, port = kafka_bootstrap.rsplit(":", 1)
+    return f"{host}:{int(port) + 2}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def secrets_manager_url() -> Iterator[str]:
+    """moto's server mode: a real HTTP endpoint that boto3 talks to."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(10)
 
 
 @pytest.fixture(scope="session")
