@@ -83,7 +83,7 @@ def wait_until_usable(properties: dict[str, str], timeout_seconds: float, probe_
     while True:
         admin = AdminClient({**properties, "log_level": 0, "socket.connection.setup.timeout.ms": 5000})
         try:
-            admin.list_topics(timeout=probe_timeout)
+            admin.list_topics(timeout=min(probe_timeout, timeout_seconds))
             successes += 1
         except KafkaException:
             successes = 0

@@ -67,7 +67,8 @@ def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: 
     else:
         status = "active" if records > 0 else "empty"
     if not_measurable:
-        reasons.append(f"not measurable: {', '.join(not_measurable)}")
+        why = sorted({by_day[d].reason for d in not_measurable})
+        reasons.append(f"not measurable: {', '.join(not_measurable)} ({'; '.join(why)})")
     if missing:
         reasons.append(f"not measured yet: {', '.join(missing)}")
     if measured and not all(bool(row.exact) for row in measured):

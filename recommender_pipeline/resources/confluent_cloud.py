@@ -39,12 +39,18 @@ class RestClient:
     session: requests.Session = field(default_factory=requests.Session, repr=False)
 
     def _wait(self, response: requests.Response | None, attempt: int) -> float:
-        reset = response.headers.get("rateLimit-reset") if response is not None else None
+        """Seconds before the next attempt: the rate limit's reset when given, else backoff.
+
+        Confluent sends one `rateLimit-reset` per scope (requests joins them: "7, 30"); the
+        longest one is the one that frees the call.
+        """
+        resets = (response.headers.get("rateLimit-reset") or "") if response is not None else ""
+        try:
+            reset = max(float(part) for part in resets.split(",") if part.strip())
+        except ValueError:
+            reset = None
         if reset is not None:
-            try:
-                return min(float(reset), self.max_backoff_seconds) + random.uniform(0, self.backoff_seconds)
-            except ValueError:
-                pass
+            return min(reset, self.max_backoff_seconds) + random.uniform(0, self.backoff_seconds)
         return random.uniform(0, min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt))
 
     def request(self, method: str, path: str, *, expected: tuple[int, ...] = (200,), **kwargs) -> requests.Response:

@@ -1,0 +1,323 @@
+"""Confluent Cloud paths against the local emulator: the Metrics API method, the REST client's
+retries and paging, provisioned API keys and their cleanup, and that no secret leaks."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from recommender_pipeline import recommend
+from recommender_pipeline.errors import ConfluentApiError
+from recommender_pipeline.measuring.windows import utc_today
+from recommender_pipeline.resources import build_resources
+from recommender_pipeline.resources.confluent_cloud import ConfluentCloudResource
+from recommender_pipeline_tests.ccloud_emulator import ConfluentCloudEmulator
+from recommender_pipeline_tests.known_truth import records_in_hour
+from recommender_pipeline_tests.workloads import create_topic, produce
+
+CLOUD_KEY, CLOUD_SECRET = "CLOUDKEY12345678", "cloud-secret-" + "s" * 51
+PRINCIPAL = "sa-recommender"
+
+
+def cloud_variables(emulator: ConfluentCloudEmulator, **extra) -> dict:
+    return {
+        "CONFLUENT_CLOUD_CREDENTIAL": json.dumps(
+            {"confluent_cloud_api_key": CLOUD_KEY, "confluent_cloud_api_secret": CLOUD_SECRET}
+        ),
+        "CONFLUENT_CLOUD_API_URL": emulator.url,
+        "CONFLUENT_METRICS_API_URL": emulator.url,
+        **extra,
+    }
+
+
+def start_emulator(kafka_bootstrap: str, sasl_bootstrap: str, environments: list[dict], **options):
+    return ConfluentCloudEmulator(
+        kafka_bootstrap,
+        sasl_bootstrap,
+        environments=environments,
+        cloud_keys={CLOUD_KEY: CLOUD_SECRET},
+        principals={PRINCIPAL},
+        **options,
+    ).start()
+
+
+@pytest.fixture
+def emulator(kafka_bootstrap, sasl_bootstrap, dataset):
+    """One environment, one cluster `lkc-known` whose topics are the known-truth dataset."""
+    environments = [
+        {"id": "env-1", "display_name": "prod", "clusters": [{"id": "lkc-known", "topic_prefix": dataset.prefix}]}
+    ]
+    server = start_emulator(kafka_bootstrap, sasl_bootstrap, environments)
+    yield server
+    server.stop()
+
+
+def cloud_resource(tmp_path: Path, backoff: float = 0.05) -> ConfluentCloudResource:
+    resources = build_resources(str(tmp_path / "no.env"))
+    return ConfluentCloudResource(config=resources["config"], secrets=resources["secrets"], backoff_seconds=backoff)
+
+
+def test_metrics_api_method_agrees_with_record_sampling(dataset, emulator, configure, pipeline, kafka_bootstrap):
+    cluster = json.dumps([{"kafka_cluster_id": "lkc-known", "bootstrap.servers": kafka_bootstrap}])
+    common = {"TOPIC_FILTER": dataset.prefix, "KAFKA_CREDENTIALS": cluster, "SAMPLING_BATCH_SIZE": ""}
+    d2, d1, _ = dataset.days
+    configure(**common)
+    assert pipeline.inventory().success
+    for day in (d2, d1):
+        assert pipeline.measure(day).success
+    sampled = pipeline.store.read_measurements(d2.isoformat(), d1.isoformat()).set_index(["date", "topic"])
+
+    configure(**common, **cloud_variables(emulator, USE_SAMPLE_RECORDS="false"))
+    before = len(emulator.requests)
+    for day in (d2, d1):
+        result = pipeline.measure(day)
+        assert result.success
+    by_metrics = pipeline.store.read_measurements(d2.isoformat(), d1.isoformat()).set_index(["date", "topic"])
+    assert len(emulator.requests) - before == 12  # 6 metric queries per day, for all topics at once
+    for name, day in [("multi", d2), ("multi", d1), ("nulls", d1), ("wide", d1), ("short", d1)]:
+        key = (day.isoformat(), dataset.topic(name))
+        truth = dataset.day(name, day)
+        metrics_row, sampled_row = by_metrics.loc[key], sampled.loc[key]
+        assert metrics_row["method"] == "metrics_api" and sampled_row["method"] == "sampling_records"
+        assert metrics_row["records"] == pytest.approx(sampled_row["records"], rel=0.01) == truth.records
+        assert metrics_row["bytes"] == pytest.approx(sampled_row["bytes"], rel=0.01)
+        # 5-minute buckets peak at least as high as hourly ones, and never above the hour's bytes / 300 s.
+        assert metrics_row["peak_ingress_bytes_per_sec"] >= sampled_row["peak_ingress_bytes_per_sec"] * 0.99
+        assert metrics_row["peak_ingress_bytes_per_sec"] <= max(truth.hour_bytes.values()) / 300 * 1.01
+        assert metrics_row["bucket_seconds"] == 300
+    hot = by_metrics.loc[(d2.isoformat(), dataset.topic("multi"))]
+    assert bool(hot["hot_partition_ingress"]) is True  # 900 records on partition 0 at 15:00
+    assert hot["egress_bytes"] == hot["bytes"]  # the emulator's consumers read everything once
+
+
+def test_metrics_api_days_beyond_its_retention_are_not_measurable(
+    dataset, emulator, configure, pipeline, kafka_bootstrap
+):
+    cluster = json.dumps([{"kafka_cluster_id": "lkc-known", "bootstrap.servers": kafka_bootstrap}])
+    configure(
+        TOPIC_FILTER=f"{dataset.prefix}.multi",
+        KAFKA_CREDENTIALS=cluster,
+        **cloud_variables(emulator, USE_SAMPLE_RECORDS="false", SAMPLING_DAYS=10),
+    )
+    assert pipeline.inventory().success
+    old = dataset.today.fromordinal(dataset.today.toordinal() - 8)
+    assert pipeline.measure(old).success
+    row = pipeline.measurement(old, dataset.topic("multi"))
+    assert row["status"] == "not_measurable" and "7-day retention" in row["reason"]
+
+
+def test_client_retries_429_with_and_without_headers_and_5xx(emulator, configure, tmp_path):
+    configure(**cloud_variables(emulator))
+    cloud = cloud_resource(tmp_path)
+    emulator.fail_next(
+        "/org/v2/environments",
+        [
+            (429, {"errors": [{"status": "429", "detail": "Too many requests"}]}, {"rateLimit-reset": "1"}),
+            (429, {"errors": [{"status": "429", "detail": "Too many requests"}]}, {}),
+            (503, None, {}),
+        ],
+    )
+    started = time.monotonic()
+    assert [e["id"] for e in cloud.environments()] == ["env-1"]
+    assert time.monotonic() - started >= 1.0  # honoured rateLimit-reset: 1
+    assert cloud.request_count() == 4
+
+
+def test_client_gives_up_with_a_clear_error_and_no_secret(emulator, configure, tmp_path):
+    wrong = json.dumps({"confluent_cloud_api_key": CLOUD_KEY, "confluent_cloud_api_secret": "wrong-secret-value"})
+    configure(**{**cloud_variables(emulator), "CONFLUENT_CLOUD_CREDENTIAL": wrong})
+    with pytest.raises(ConfluentApiError) as raised:
+        cloud_resource(tmp_path).environments()
+    assert raised.value.status == 401
+    assert "GET /org/v2/environments" in str(raised.value) and "wrong-secret-value" not in str(raised.value)
+
+
+def test_expired_page_token_restarts_the_query(emulator, configure, tmp_path, dataset):
+    configure(**cloud_variables(emulator))
+    cloud = cloud_resource(tmp_path)
+    body = {
+        "aggregations": [{"metric": "io.confluent.kafka.server/received_records"}],
+        "filter": {"field": "resource.kafka.id", "op": "EQ", "value": "lkc-known"},
+        "granularity": "P1D",
+        "group_by": ["metric.topic"],
+        "intervals": [f"{dataset.days[0].isoformat()}T00:00:00Z/{dataset.days[2].isoformat()}T00:00:00Z"],
+        "limit": 2,
+    }
+    full = cloud.query_metrics(body)
+    assert len({point["metric.topic"] for point in full}) > 2  # it took several pages
+    original = cloud.metrics.request
+    calls = []
+
+    def expire_after_first_page(method, path, **kwargs):
+        calls.append(kwargs.get("params"))
+        if len(calls) == 2:
+            emulator.expire_page_tokens()
+        return original(method, path, **kwargs)
+
+    cloud.metrics.request = expire_after_first_page
+    again = cloud.query_metrics(body)
+    assert sorted(map(json.dumps, again)) == sorted(map(json.dumps, full))
+    assert calls[2] == {}  # restarted from the first page after the 400
+
+
+def test_measuring_300_topics_by_metrics_takes_a_constant_number_of_requests(
+    kafka_bootstrap, sasl_bootstrap, configure, tmp_path, prefix
+):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    names = [f"{prefix}.t{i:03d}" for i in range(300)]
+    for future in admin.create_topics([NewTopic(name, 1, 1) for name in names], operation_timeout=60).values():
+        future.result()
+    day = utc_today()
+    for name in names[:30]:
+        produce(kafka_bootstrap, name, records_in_hour(day, 0, 2, lambda i: (None, b"x", [])))
+    environments = [{"id": "env-1", "clusters": [{"id": "lkc-many", "topic_prefix": prefix}]}]
+    with start_emulator(kafka_bootstrap, sasl_bootstrap, environments) as server:
+        configure(**cloud_variables(server))
+        from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
+        from recommender_pipeline.measuring.sampling import TopicSpec
+
+        cloud = cloud_resource(tmp_path)
+        rows = MetricsDayMeasurer(cloud.query_metrics, "lkc-many", day).measure(
+            [TopicSpec("lkc-many", name, 1, None, False) for name in names]
+        )
+        requests = cloud.request_count()
+    print(f"\n300 topics measured by the Metrics API in {requests} HTTP requests")
+    assert requests <= 6 + 6  # six queries, at most one extra page each at 1,000 groups per page
+    assert sum(row["records"] for row in rows) == 60
+    assert sum(row["status"] == "measured" for row in rows) == 30
+
+
+@pytest.fixture
+def provisioning(kafka_bootstrap, sasl_bootstrap, configure, prefix, monkeypatch):
+    """Two environments, three clusters over the broker's SASL listener, keys for PRINCIPAL."""
+    day = utc_today()
+    create_topic(kafka_bootstrap, f"{prefix}.payments", 3)
+    produce(kafka_bootstrap, f"{prefix}.payments", records_in_hour(day, 0, 30, lambda i: (None, b"p" * 10, []), 3))
+    environments = [
+        {
+            "id": "env-a",
+            "display_name": "a",
+            "clusters": [{"id": "lkc-a1", "topic_prefix": prefix}, {"id": "lkc-a2", "topic_prefix": prefix}],
+        },
+        {"id": "env-b", "display_name": "b", "clusters": [{"id": "lkc-b1", "topic_prefix": prefix}]},
+    ]
+    server = start_emulator(kafka_bootstrap, sasl_bootstrap, environments)
+    secrets = []
+    create = ConfluentCloudResource.create_api_key
+
+    def recording_create(self, *args):
+        key_id, secret = create(self, *args)
+        secrets.append(secret)
+        return key_id, secret
+
+    monkeypatch.setattr(ConfluentCloudResource, "create_api_key", recording_create)
+    configure(
+        **cloud_variables(server),
+        USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS="true",
+        PRINCIPAL_ID=PRINCIPAL,
+        PROVISIONED_KAFKA_PROPERTIES='{"sasl.mechanism": "SCRAM-SHA-256"}',
+        API_KEY_READY_TIMEOUT_SECONDS=4,
+        TOPIC_FILTER=prefix,
+        SAMPLING_DAYS=1,
+        KAFKA_CREDENTIALS="",
+    )
+    yield server, secrets, day
+    server.stop()
+
+
+def run_command(pipeline, tmp_path, day):
+    settings = pipeline.settings
+    return recommend.run_recommendations(
+        pipeline.instance, settings, day, in_process=True, env_file=str(tmp_path / "no.env")
+    )
+
+
+def test_provisioned_keys_are_created_per_filtered_cluster_used_and_deleted(
+    provisioning, pipeline, tmp_path, monkeypatch
+):
+    server, _, day = provisioning
+    monkeypatch.setenv("ENVIRONMENT_FILTER", "env-a")
+    monkeypatch.setenv("KAFKA_CLUSTER_FILTER", "lkc-a2,lkc-b1")
+    outcome = run_command(pipeline, tmp_path, day)
+    assert outcome.success, outcome.failed_runs
+    assert [server.api_keys.get(k) for k in outcome.provisioning.created_keys] == [None]
+    assert len(outcome.provisioning.created_keys) == 1 == len(server.deleted_keys)  # only lkc-a2
+    created = [r for r in server.requests if r["method"] == "POST" and r["path"] == "/iam/v2/api-keys"]
+    assert created[0]["body"]["spec"]["resource"]["id"] == "lkc-a2"
+    assert not server.api_keys and not server.scram_users
+    assert len(outcome.reports) == 2
+    manifest = pipeline.store.read_inventory()
+    assert set(manifest["cluster_id"]) == {"lkc-a2"}
+
+
+def test_keys_are_deleted_when_the_run_fails_midway_and_foreign_keys_survive(
+    provisioning, pipeline, tmp_path, monkeypatch
+):
+    server, _, day = provisioning
+    foreign = cloud_resource(tmp_path).create_api_key(PRINCIPAL, "lkc-b1", "someone else's", "not ours")[0]
+    original = recommend._run
+
+    def fail_after_provisioning(*args, **kwargs):
+        assert len(server.api_keys) == 4  # ours for three clusters, plus the foreign one
+        raise RuntimeError("injected failure mid-run")
+
+    monkeypatch.setattr(recommend, "_run", fail_after_provisioning)
+    with pytest.raises(RuntimeError, match="injected"):
+        run_command(pipeline, tmp_path, day)
+    assert list(server.api_keys) == [foreign]
+    monkeypatch.setattr(recommend, "_run", original)
+
+
+def test_a_key_that_never_works_fails_its_cluster_clearly_and_is_deleted(provisioning, pipeline, tmp_path):
+    server, _, day = provisioning
+    server.unusable_clusters.add("lkc-b1")
+    outcome = run_command(pipeline, tmp_path, day)
+    assert not outcome.success
+    assert any("lkc-b1" in failure and "did not authenticate within 4s" in failure for failure in outcome.failed_runs)
+    assert not server.api_keys  # all three deleted, the unusable one too
+    assert len(server.deleted_keys) == 3
+    assert len(outcome.reports) == 4  # the two good clusters still got their reports
+
+
+def test_no_secret_reaches_dagster_storage_logs_reports_or_errors(provisioning, pipeline, tmp_path, capfd):
+    server, secrets, day = provisioning
+    server.unusable_clusters.add("lkc-a1")  # a failing path as well as successful ones
+    outcome = run_command(pipeline, tmp_path, day)
+    assert len(secrets) == 3 and not server.api_keys
+    captured = capfd.readouterr()
+    haystacks = [captured.out, captured.err, "\n".join(outcome.failed_runs)]
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            haystacks.append(path.read_bytes().decode("utf-8", "replace"))
+    for run in pipeline.instance.get_runs():
+        haystacks += [json.dumps(run.run_config), json.dumps(run.tags)]
+        haystacks += [str(event) for event in pipeline.instance.all_logs(run.run_id)]
+    for secret in [CLOUD_SECRET, *secrets]:
+        assert not any(secret in text for text in haystacks), "a secret leaked"
+    assert any("lkc-a1" in failure for failure in outcome.failed_runs)
+
+
+def test_client_waits_out_the_metrics_rate_limit_from_its_headers(
+    kafka_bootstrap, sasl_bootstrap, configure, tmp_path, dataset
+):
+    environments = [{"id": "env-1", "clusters": [{"id": "lkc-known", "topic_prefix": dataset.prefix}]}]
+    with start_emulator(
+        kafka_bootstrap, sasl_bootstrap, environments, rate_limit_per_minute=2, rate_limit_window_seconds=2.0
+    ) as server:
+        configure(**cloud_variables(server))
+        cloud = cloud_resource(tmp_path)
+        body = {
+            "aggregations": [{"metric": "io.confluent.kafka.server/received_records"}],
+            "filter": {"field": "resource.kafka.id", "op": "EQ", "value": "lkc-known"},
+            "granularity": "P1D",
+            "intervals": [f"{dataset.days[1].isoformat()}T00:00:00Z/P1D"],
+        }
+        started = time.monotonic()
+        totals = [cloud.query_metrics(body)[0]["value"] for _ in range(3)]
+        statuses = [r["status"] for r in server.requests]
+    assert statuses.count(429) >= 1 and statuses[-1] == 200  # the third call was limited, then retried
+    assert time.monotonic() - started >= 1.0  # it waited for the window, per rateLimit-reset
+    assert totals[0] == totals[1] == totals[2] > 0
