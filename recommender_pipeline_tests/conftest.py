@@ -27,6 +27,7 @@ from recommender_pipeline.partitions import topic_key, topics_partitions
 from recommender_pipeline.resources import MeasurementStoreResource, build_resources
 from recommender_pipeline.settings import Settings
 from recommender_pipeline_tests.known_truth import Dataset, build_dataset
+from recommender_pipeline_tests.openapi import SPEC_DIR, Specs
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_ID = "local"
@@ -49,9 +50,25 @@ def kafka_bootstrap() -> str:
 
 @pytest.fixture(scope="session")
 def sasl_bootstrap(kafka_bootstrap: str) -> str:
-    """The broker's SASL_PLAINTEXT / SCRAM-SHA-256 listener (scripts/kafka-local: port + 2)."""
-    host, port = kafka_bootstrap.rsplit(":", 1)
-    return f"{host}:{int(port) + 2}"
+    """The broker's SASL_PLAINTEXT / SCRAM-SHA-256 listener: KAFKA_SASL_BOOTSTRAP, or port + 2."""
+    bootstrap = os.environ.get("KAFKA_SASL_BOOTSTRAP")
+    if not bootstrap:
+        host, port = kafka_bootstrap.split(",")[0].rsplit(":", 1)
+        bootstrap = f"{host}:{int(port) + 2}"
+    host, port = bootstrap.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        pytest.fail(f"no SASL_PLAINTEXT listener on {bootstrap}: `scripts/kafka-local restart` adds it")
+    return bootstrap
+
+
+@pytest.fixture(scope="session")
+def specs() -> Specs:
+    """Confluent's OpenAPI specifications."""
+    if not SPEC_DIR.is_dir():
+        pytest.fail(f"Confluent's OpenAPI files are not at {SPEC_DIR} (set CCLOUD_OPENAPI_DIR)")
+    return Specs(SPEC_DIR)
 
 
 def free_port() -> int:

@@ -67,8 +67,8 @@ class Dataset:
     def day(self, name: str, day: date) -> DayTruth:
         return self.truth.get((self.topic(name), day), DayTruth())
 
-    def add(self, bootstrap: str, name: str, day: date, records: list[Record], transactional_id=None) -> None:
-        produce(bootstrap, self.topic(name), records, transactional_id)
+    def add(self, bootstrap: str, name: str, day: date, records: list[Record]) -> None:
+        produce(bootstrap, self.topic(name), records)
         self.truth.setdefault((self.topic(name), day), DayTruth()).add(records, day)
 
 

@@ -8,37 +8,23 @@ was produced. API keys are checked as real SCRAM-SHA-256 users on the broker's S
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import requests
-import yaml
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
-from openapi_schema_validator import OAS30ReadValidator, OAS30WriteValidator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4
 
 from recommender_pipeline_tests.ccloud_emulator import ConfluentCloudEmulator
-from recommender_pipeline_tests.workloads import Record, create_topic, produce
+from recommender_pipeline_tests.openapi import Specs
+from recommender_pipeline_tests.workloads import Record, create_topic, produce, send_records
 
-REPO = Path(__file__).resolve().parents[1]
-SPEC_DIR = Path(os.environ.get("CCLOUD_OPENAPI_DIR", REPO.parent / "shared" / "reference" / "confluent-openapi"))
-SPEC_FILES = {
-    "org": "org-v2-openapi.yaml",
-    "cmk": "cmk-v2-openapi.yaml",
-    "iam": "apikeys-v2-openapi.yaml",
-    "metrics": "metrics-v2-openapi.yaml",
-}
 AUTH = ("CLOUDKEY00000001", "cloud-secret-1")
 OTHER_AUTH = ("CLOUDKEY00000002", "cloud-secret-2")
 METRIC = "io.confluent.kafka.server/"
@@ -53,76 +39,7 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# ----- OpenAPI validation
-
-
-class Specs:
-    """Confluent's OpenAPI files, validating instances against any schema in them by JSON pointer."""
-
-    def __init__(self, directory: Path):
-        registry = Registry()
-        for name, filename in SPEC_FILES.items():
-            document = yaml.load((directory / filename).read_text(), Loader=yaml.CSafeLoader)
-            registry = registry.with_resource(f"urn:{name}", Resource.from_contents(document, DRAFT4))
-        self.registry = registry
-
-    def validate(self, api: str, pointer: str, instance: object, *, write: bool = False) -> None:
-        cls = OAS30WriteValidator if write else OAS30ReadValidator
-        validator = cls({"$ref": f"urn:{api}#{pointer}"}, registry=self.registry, format_checker=cls.FORMAT_CHECKER)
-        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance)]
-        assert not errors, f"{api}{pointer}: {errors}"
-
-    def response(self, api: str, path: str, method: str, status: int, instance: object) -> None:
-        escaped = path.replace("~", "~0").replace("/", "~1").replace("{", "%7B").replace("}", "%7D")
-        self.validate(api, f"/paths/{escaped}/{method}/responses/{status}/content/application~1json/schema", instance)
-
-    def failure(self, api: str, response: requests.Response, status: int) -> dict:
-        """Asserts a control-plane error in Confluent's shape and returns its first error."""
-        assert response.status_code == status, response.text
-        body = response.json()
-        self.validate(api, "/components/schemas/Failure", body)
-        error = body["errors"][0]
-        assert error["status"] == str(status) and error["id"] and error["code"] and error["detail"]
-        return error
-
-    def metrics_error(self, response: requests.Response, status: int) -> dict:
-        assert response.status_code == status, response.text
-        body = response.json()
-        self.validate("metrics", "/components/schemas/ErrorResponse", body)
-        error = body["errors"][0]
-        assert error["status"] == str(status) and error["detail"]
-        return error
-
-
-@pytest.fixture(scope="module")
-def specs() -> Specs:
-    if not SPEC_DIR.is_dir():
-        pytest.fail(f"Confluent's OpenAPI files are not at {SPEC_DIR} (set CCLOUD_OPENAPI_DIR)")
-    return Specs(SPEC_DIR)
-
-
 # ----- the broker and the known truth
-
-
-@pytest.fixture(scope="module")
-def sasl_listener(kafka_bootstrap: str) -> str:
-    """The broker's SASL_PLAINTEXT/SCRAM-SHA-256 listener: KAFKA_SASL_BOOTSTRAP or PLAINTEXT port + 2.
-
-    Unlike conftest's `sasl_bootstrap`, it fails early and says why when nothing listens there.
-    """
-    bootstrap = os.environ.get("KAFKA_SASL_BOOTSTRAP")
-    if not bootstrap:
-        host, port = kafka_bootstrap.split(",")[0].rsplit(":", 1)
-        bootstrap = f"{host}:{int(port) + 2}"
-    host, port = bootstrap.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-    except OSError:
-        pytest.fail(
-            f"no SASL_PLAINTEXT listener on {bootstrap}: a broker started before scripts/kafka-local had one "
-            "needs `scripts/kafka-local restart`"
-        )
-    return bootstrap
 
 
 def _producer(config: dict, failures: list[str]) -> Producer:
@@ -131,18 +48,6 @@ def _producer(config: dict, failures: list[str]) -> Producer:
             failures.append(error.str())
 
     return Producer({**config, "linger.ms": 5, "on_delivery": delivered})
-
-
-def _produce(producer: Producer, topic: str, records: list[Record]) -> None:
-    for record in records:
-        producer.produce(
-            topic,
-            value=record.value,
-            key=record.key,
-            headers=record.headers or None,
-            partition=record.partition,
-            timestamp=record.timestamp_ms,
-        )
 
 
 def send(bootstrap: str, records: dict[str, list[Record]]) -> None:
@@ -154,7 +59,7 @@ def send(bootstrap: str, records: dict[str, list[Record]]) -> None:
     failures: list[str] = []
     producer = _producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "retries": 0}, failures)
     for topic, batch in records.items():
-        _produce(producer, topic, batch)
+        send_records(producer, topic, batch)
     assert producer.flush(30) == 0 and not failures, failures
 
 
@@ -165,7 +70,7 @@ def send_transactions(bootstrap: str, topic: str, transactions: list[tuple[list[
     producer.init_transactions(30)
     for batch, commit in transactions:
         producer.begin_transaction()
-        _produce(producer, topic, batch)
+        send_records(producer, topic, batch)
         producer.flush(30)
         if commit:
             producer.commit_transaction(30)
@@ -244,10 +149,10 @@ def environments(world: World) -> list[dict]:
     ] + [{"id": f"env-{i}", "display_name": f"extra {i}", "clusters": []} for i in range(3, 6)]
 
 
-def new_emulator(kafka_bootstrap: str, sasl_listener: str, world: World, **options) -> ConfluentCloudEmulator:
+def new_emulator(kafka_bootstrap: str, sasl_bootstrap: str, world: World, **options) -> ConfluentCloudEmulator:
     return ConfluentCloudEmulator(
         kafka_bootstrap,
-        sasl_listener,
+        sasl_bootstrap,
         environments=environments(world),
         cloud_keys=dict([AUTH, OTHER_AUTH]),
         principals={"sa-1", "u-2"},
@@ -256,8 +161,8 @@ def new_emulator(kafka_bootstrap: str, sasl_listener: str, world: World, **optio
 
 
 @pytest.fixture(scope="module")
-def emulator(kafka_bootstrap: str, sasl_listener: str, world: World) -> Iterator[ConfluentCloudEmulator]:
-    with new_emulator(kafka_bootstrap, sasl_listener, world, egress_ratio=EGRESS_RATIO) as running:
+def emulator(kafka_bootstrap: str, sasl_bootstrap: str, world: World) -> Iterator[ConfluentCloudEmulator]:
+    with new_emulator(kafka_bootstrap, sasl_bootstrap, world, egress_ratio=EGRESS_RATIO) as running:
         yield running
 
 
@@ -403,7 +308,7 @@ def test_environments_are_paged_through_metadata_next(emulator: ConfluentCloudEm
 
 
 def test_clusters_are_paged_per_environment_with_the_sasl_bootstrap(
-    emulator: ConfluentCloudEmulator, specs: Specs, sasl_listener: str
+    emulator: ConfluentCloudEmulator, specs: Specs, sasl_bootstrap: str
 ):
     first = get(emulator, "/cmk/v2/clusters", environment="env-1", page_size=2)
     assert first.status_code == 200, first.text
@@ -414,7 +319,7 @@ def test_clusters_are_paged_per_environment_with_the_sasl_bootstrap(
     clusters = first.json()["data"] + second.json()["data"]
     assert [c["id"] for c in clusters] == ["lkc-a", "lkc-b", "lkc-empty"]
     for cluster in clusters:
-        assert cluster["spec"]["kafka_bootstrap_endpoint"] == f"SASL_PLAINTEXT://{sasl_listener}"
+        assert cluster["spec"]["kafka_bootstrap_endpoint"] == f"SASL_PLAINTEXT://{sasl_bootstrap}"
         assert cluster["spec"]["environment"]["id"] == "env-1"
         assert cluster["status"]["phase"] == "PROVISIONED"
     assert clusters[1]["spec"]["config"] == {"kind": "Dedicated", "cku": 1}
@@ -455,7 +360,7 @@ def test_every_endpoint_wants_a_cloud_api_key(emulator: ConfluentCloudEmulator, 
     )
 
 
-def test_api_key_lifecycle_is_a_real_scram_user(emulator: ConfluentCloudEmulator, specs: Specs, sasl_listener: str):
+def test_api_key_lifecycle_is_a_real_scram_user(emulator: ConfluentCloudEmulator, specs: Specs, sasl_bootstrap: str):
     request_body = {"spec": {"display_name": "k", "owner": {"id": "sa-1"}, "resource": {"id": "lkc-a"}}}
     specs.validate(
         "iam", "/paths/~1iam~1v2~1api-keys/post/requestBody/content/application~1json/schema", request_body, write=True
@@ -489,16 +394,16 @@ def test_api_key_lifecycle_is_a_real_scram_user(emulator: ConfluentCloudEmulator
         url = page["metadata"].get("next")
     assert paged == list(emulator.api_keys)
 
-    assert sasl_authenticates(sasl_listener, key_id, secret)
-    assert not sasl_authenticates(sasl_listener, key_id, secret[:-1] + ("A" if secret[-1] != "A" else "B"))
+    assert sasl_authenticates(sasl_bootstrap, key_id, secret)
+    assert not sasl_authenticates(sasl_bootstrap, key_id, secret[:-1] + ("A" if secret[-1] != "A" else "B"))
 
     deleted = requests.delete(f"{emulator.url}/iam/v2/api-keys/{key_id}", auth=AUTH, timeout=30)
     assert deleted.status_code == 204 and deleted.content == b""
     assert key_id in emulator.deleted_keys and key_id not in emulator.api_keys
     specs.failure("iam", get(emulator, f"/iam/v2/api-keys/{key_id}"), 404)
     specs.failure("iam", requests.delete(f"{emulator.url}/iam/v2/api-keys/{key_id}", auth=AUTH, timeout=30), 404)
-    assert not sasl_authenticates(sasl_listener, key_id, secret)
-    assert sasl_authenticates(sasl_listener, other["id"], other["spec"]["secret"])
+    assert not sasl_authenticates(sasl_bootstrap, key_id, secret)
+    assert sasl_authenticates(sasl_bootstrap, other["id"], other["spec"]["secret"])
     requests.delete(f"{emulator.url}/iam/v2/api-keys/{other['id']}", auth=AUTH, timeout=30)
 
     assert specs.failure("iam", create_key(emulator, "sa-404", "lkc-a"), 400)["source"] == {"pointer": "/spec/owner/id"}
@@ -509,22 +414,22 @@ def test_api_key_lifecycle_is_a_real_scram_user(emulator: ConfluentCloudEmulator
 
 
 def test_kafka_keys_work_only_after_propagation_and_never_on_unusable_clusters(
-    kafka_bootstrap: str, sasl_listener: str, world: World
+    kafka_bootstrap: str, sasl_bootstrap: str, world: World
 ):
-    with new_emulator(kafka_bootstrap, sasl_listener, world) as emulator:
+    with new_emulator(kafka_bootstrap, sasl_bootstrap, world) as emulator:
         emulator.key_propagation_seconds = 1.0
         emulator.unusable_clusters.add("lkc-b")
         created_at = time.monotonic()
         usable = create_key(emulator, "sa-1", "lkc-a").json()
         unusable = create_key(emulator, "sa-1", "lkc-b").json()
-        assert not sasl_authenticates(sasl_listener, usable["id"], usable["spec"]["secret"])
-        while not sasl_authenticates(sasl_listener, usable["id"], usable["spec"]["secret"]):
+        assert not sasl_authenticates(sasl_bootstrap, usable["id"], usable["spec"]["secret"])
+        while not sasl_authenticates(sasl_bootstrap, usable["id"], usable["spec"]["secret"]):
             assert time.monotonic() - created_at < 15, "the key never became usable"
         assert time.monotonic() - created_at >= 1.0
-        assert not sasl_authenticates(sasl_listener, unusable["id"], unusable["spec"]["secret"])
+        assert not sasl_authenticates(sasl_bootstrap, unusable["id"], unusable["spec"]["secret"])
         assert unusable["id"] in emulator.api_keys and unusable["id"] not in emulator.scram_users
     # stop() removed the SCRAM users the emulator created.
-    assert not sasl_authenticates(sasl_listener, usable["id"], usable["spec"]["secret"])
+    assert not sasl_authenticates(sasl_bootstrap, usable["id"], usable["spec"]["secret"])
 
 
 # ----- Metrics API
@@ -789,10 +694,10 @@ def test_metrics_follow_new_records_and_cache_the_rest(
 
 
 def test_rate_limit_answers_429_with_headers_for_both_scopes(
-    kafka_bootstrap: str, sasl_listener: str, specs: Specs, world: World
+    kafka_bootstrap: str, sasl_bootstrap: str, specs: Specs, world: World
 ):
     options = {"rate_limit_per_minute": 3, "org_rate_limit_per_minute": 50, "rate_limit_window_seconds": 1.0}
-    with new_emulator(kafka_bootstrap, sasl_listener, world, **options) as emulator:
+    with new_emulator(kafka_bootstrap, sasl_bootstrap, world, **options) as emulator:
         body = metrics_body(world, cluster="lkc-empty")
         remaining = []
         for _ in range(3):

@@ -58,7 +58,7 @@ def cloud_resource(tmp_path: Path, backoff: float = 0.05) -> ConfluentCloudResou
     return ConfluentCloudResource(config=resources["config"], secrets=resources["secrets"], backoff_seconds=backoff)
 
 
-def test_metrics_api_method_agrees_with_record_sampling(dataset, emulator, configure, pipeline, kafka_bootstrap):
+def test_metrics_api_method_agrees_with_record_sampling(dataset, emulator, configure, pipeline, kafka_bootstrap, specs):
     cluster = json.dumps([{"kafka_cluster_id": "lkc-known", "bootstrap.servers": kafka_bootstrap}])
     common = {"TOPIC_FILTER": dataset.prefix, "KAFKA_CREDENTIALS": cluster, "SAMPLING_BATCH_SIZE": ""}
     d2, d1, _ = dataset.days
@@ -74,7 +74,10 @@ def test_metrics_api_method_agrees_with_record_sampling(dataset, emulator, confi
         result = pipeline.measure(day)
         assert result.success
     by_metrics = pipeline.store.read_measurements(d2.isoformat(), d1.isoformat()).set_index(["date", "topic"])
-    assert len(emulator.requests) - before == 12  # 6 metric queries per day, for all topics at once
+    queries = emulator.requests[before:]
+    assert len(queries) == 12  # 6 metric queries per day, for all topics at once
+    for request in queries:  # the client's requests follow Confluent's published request schema
+        specs.validate("metrics", "/components/schemas/QueryRequest", request["body"], write=True)
     for name, day in [("multi", d2), ("multi", d1), ("nulls", d1), ("wide", d1), ("short", d1)]:
         key = (day.isoformat(), dataset.topic(name))
         truth = dataset.day(name, day)
@@ -321,3 +324,33 @@ def test_client_waits_out_the_metrics_rate_limit_from_its_headers(
     assert statuses.count(429) >= 1 and statuses[-1] == 200  # the third call was limited, then retried
     assert time.monotonic() - started >= 1.0  # it waited for the window, per rateLimit-reset
     assert totals[0] == totals[1] == totals[2] > 0
+
+
+def test_metrics_method_with_every_credential_from_aws_secrets_manager(
+    dataset, emulator, configure, pipeline, kafka_bootstrap, secrets_manager_url, monkeypatch, prefix
+):
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("secretsmanager", region_name="us-east-2", endpoint_url=secrets_manager_url)
+    cloud_secret = json.dumps({"confluent_cloud_api_key": CLOUD_KEY, "confluent_cloud_api_secret": CLOUD_SECRET})
+    kafka_secret = json.dumps({"kafka_cluster_id": "lkc-known", "bootstrap.servers": kafka_bootstrap})
+    client.create_secret(Name=f"cloud-{prefix}", SecretString=cloud_secret)
+    client.create_secret(Name=f"kafka-{prefix}", SecretString=kafka_secret)
+    configure(
+        USE_AWS_SECRETS_MANAGER="true",
+        AWS_SECRETS_MANAGER_ENDPOINT_URL=secrets_manager_url,
+        CONFLUENT_CLOUD_API_SECRET_PATH=json.dumps({"region_name": "us-east-2", "secret_name": f"cloud-{prefix}"}),
+        KAFKA_API_SECRET_PATHS=json.dumps([{"region_name": "us-east-2", "secret_name": f"kafka-{prefix}"}]),
+        KAFKA_CREDENTIALS="",
+        CONFLUENT_METRICS_API_URL=emulator.url,
+        USE_SAMPLE_RECORDS="false",
+        TOPIC_FILTER=f"{dataset.prefix}.multi",
+    )
+    assert pipeline.inventory().success
+    d2 = dataset.days[0]
+    assert pipeline.measure(d2).success
+    row = pipeline.measurement(d2, dataset.topic("multi"))
+    assert (row["method"], row["records"], row["bytes"]) == ("metrics_api", 1200, 86_400)
+    assert {r["auth_key"] for r in emulator.requests} == {CLOUD_KEY}

@@ -44,15 +44,19 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict | 
     futures[name].result()
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[Record], transactional_id: str | None = None) -> int:
+def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> int:
     """Produces the records in order, flushes, and returns how many were sent."""
-    config = {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True}
-    if transactional_id:
-        config["transactional.id"] = transactional_id
-    producer = Producer(config)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    count = send_records(producer, topic, records)
+    remaining = producer.flush(60)
+    if remaining:
+        raise RuntimeError(f"{remaining} records to {topic} were not delivered")
+    return count
+
+
+def send_records(producer: Producer, topic: str, records: Iterable[Record]) -> int:
+    """Queues the records on a producer (waiting while its queue is full); returns how many."""
     count = 0
-    if transactional_id:
-        producer.init_transactions()
     for record in records:
         while True:
             try:
@@ -68,9 +72,6 @@ def produce(bootstrap: str, topic: str, records: Iterable[Record], transactional
             except BufferError:  # the local queue is full: let deliveries drain
                 producer.poll(0.5)
         count += 1
-    remaining = producer.flush(60)
-    if remaining:
-        raise RuntimeError(f"{remaining} records to {topic} were not delivered")
     return count
 
 
