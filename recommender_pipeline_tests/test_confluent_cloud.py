@@ -242,10 +242,13 @@ def test_provisioned_keys_are_created_per_filtered_cluster_used_and_deleted(
     provisioning, pipeline, tmp_path, monkeypatch
 ):
     server, _, day = provisioning
+    server.key_propagation_seconds = 1.5  # the key works only after a while: the pipeline must wait
     monkeypatch.setenv("ENVIRONMENT_FILTER", "env-a")
     monkeypatch.setenv("KAFKA_CLUSTER_FILTER", "lkc-a2,lkc-b1")
+    started = time.monotonic()
     outcome = run_command(pipeline, tmp_path, day)
     assert outcome.success, outcome.failed_runs
+    assert time.monotonic() - started >= 1.5
     assert [server.api_keys.get(k) for k in outcome.provisioning.created_keys] == [None]
     assert len(outcome.provisioning.created_keys) == 1 == len(server.deleted_keys)  # only lkc-a2
     created = [r for r in server.requests if r["method"] == "POST" and r["path"] == "/iam/v2/api-keys"]
