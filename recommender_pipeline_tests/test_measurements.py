@@ -2,6 +2,7 @@
 
 import json
 
+import dagster as dg
 import pytest
 
 from recommender_pipeline_tests.known_truth import Dataset, count_received
@@ -44,6 +45,13 @@ def test_day_counts_sizes_and_rates_match_what_was_produced(dataset, measured):
     assert today["window_seconds"] < 86_400
     assert today["avg_ingress_bytes_per_sec"] == pytest.approx(120 * 80 / today["window_seconds"], rel=1e-9)
     assert measured.measurement(d1, dataset.topic("multi"))["records"] == 600
+    # Each topic-day is its own materialized partition, with its numbers for the UI's plots.
+    key = dg.MultiPartitionKey({"date": d2.isoformat(), "topic": f"local/{dataset.topic('multi')}"})
+    records = measured.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("topic_measurements"), asset_partitions=[str(key)]), limit=1
+    ).records
+    metadata = records[0].asset_materialization.metadata
+    assert metadata["records"].value == 1200 and metadata["peak_ingress_bytes_per_sec"].value == 15.0
 
 
 def test_transactional_topic_counts_only_committed_records_without_stalling(dataset, measured):
