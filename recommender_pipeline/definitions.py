@@ -5,11 +5,13 @@ import os
 import dagster as dg
 
 from recommender_pipeline.assets import credentials, inventory, measurements, recommendations, reports
+from recommender_pipeline.checks import ALL_CHECKS
 from recommender_pipeline.jobs import inventory_job, measurement_job, recommendation_job
 from recommender_pipeline.resources import build_resources
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports]),
+    asset_checks=ALL_CHECKS,
     jobs=[inventory_job, measurement_job, recommendation_job],
     resources=build_resources(os.environ.get("RECOMMENDER_ENV_FILE", ".env")),
     executor=dg.multi_or_in_process_executor,

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from recommender_pipeline.assets import credentials, inventory, measurements, recommendations, reports
+from recommender_pipeline.checks import ALL_CHECKS
 from recommender_pipeline.partitions import topic_key, topics_partitions
 from recommender_pipeline.resources import MeasurementStoreResource, build_resources
 from recommender_pipeline.settings import Settings
@@ -31,7 +32,10 @@ from recommender_pipeline_tests.openapi import SPEC_DIR, Specs
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_ID = "local"
-ALL_ASSETS = dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports])
+ALL_ASSETS = [
+    *dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports]),
+    *ALL_CHECKS,
+]
 # Variables a developer's shell might carry; tests set what they need and nothing else.
 CONFIG_VARIABLES = [info.alias for info in Settings.model_fields.values() if info.alias] + [
     "USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS",

@@ -193,3 +193,11 @@ def test_the_one_command_measures_missing_days_and_writes_reports(prefix, kafka_
     bad = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "SAMPLING_DAYS: Input should be a valid integer" in bad.stderr
+
+
+def test_asset_checks_pass_on_good_data_through_dagster(dataset, window):
+    result = window()
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {"check_measurement_coverage", "check_recommendations_sane", "check_report_complete"}
+    assert all(e.passed for e in evaluations.values()), {n: e.metadata for n, e in evaluations.items()}
+    assert evaluations["check_recommendations_sane"].metadata["checked_topics"].value == 9

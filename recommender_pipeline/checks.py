@@ -1,0 +1,95 @@
+"""Asset checks a user acts on: is every topic-day measured, is every recommendation sane, is
+every report complete. Each is a pure function of the asset's value (tested with plain frames)
+wrapped in a daily-partitioned `@asset_check`."""
+
+import warnings
+
+import dagster as dg
+import pandas as pd
+
+from recommender_pipeline.model import INCREASE, KEEP, OVER_PROVISIONED
+from recommender_pipeline.partitions import daily_partitions
+from recommender_pipeline.resources import ConfigResource
+from recommender_pipeline.settings import Settings
+
+ACTIONS = {INCREASE, KEEP, OVER_PROVISIONED}
+
+
+def measurement_coverage(recommendations: pd.DataFrame) -> tuple[bool, dict]:
+    """Every topic's window is fully measured: no missing day, no day in error."""
+    gaps = recommendations[(recommendations["days_missing"] > 0) | (recommendations["days_in_error"] > 0)]
+    topics = {
+        f"{row.cluster_id}/{row.topic_name}": f"{row.days_missing} missing, {row.days_in_error} in error"
+        for row in gaps.itertuples()
+    }
+    return not topics, {"topics_with_gaps": len(topics), "gaps": dg.MetadataValue.json(topics)}
+
+
+def recommendations_sane(recommendations: pd.DataFrame, settings: Settings) -> tuple[bool, dict]:
+    """At least the minimum, an action that matches the numbers, never a decrease."""
+    rated = recommendations[~recommendations["status"].isin(["error", "not_measured"])]
+    problems = {}
+    for row in rated.itertuples():
+        key = f"{row.cluster_id}/{row.topic_name}"
+        if row.action not in ACTIONS:
+            problems[key] = f"action {row.action!r}"
+        elif (row.recommended_partitions > row.number_of_partitions) != (row.action == INCREASE):
+            problems[key] = f"action {row.action} for {row.recommended_partitions} vs {row.number_of_partitions} now"
+        elif (
+            settings.recommendation_model == "capacity"
+            and row.recommended_partitions < settings.min_recommended_partitions
+        ):
+            problems[key] = f"{row.recommended_partitions} is below MIN_RECOMMENDED_PARTITIONS"
+    return not problems, {"checked_topics": len(rated), "problems": dg.MetadataValue.json(problems)}
+
+
+def report_complete(report_files: pd.DataFrame, recommendations: pd.DataFrame) -> tuple[bool, dict]:
+    """Each cluster's detail report has exactly one row per topic recommended for it."""
+    problems = {}
+    for cluster_id, expected in recommendations.groupby("cluster_id"):
+        paths = report_files.loc[
+            (report_files["cluster_id"] == cluster_id) & (report_files["kind"] == "detail"), "path"
+        ].tolist()
+        if len(paths) != 1:
+            problems[str(cluster_id)] = f"{len(paths)} detail reports"
+            continue
+        rows = pd.read_csv(paths[0], keep_default_na=False)["topic_name"].tolist()
+        missing = sorted(set(expected["topic_name"]) - set(rows))
+        if missing or len(rows) != len(set(rows)) or len(rows) != len(expected):
+            problems[str(cluster_id)] = f"{len(rows)} rows for {len(expected)} topics; missing {missing[:10]}"
+    return not problems, {
+        "clusters": int(recommendations["cluster_id"].nunique()),
+        "problems": dg.MetadataValue.json(problems),
+    }
+
+
+def _result(outcome: tuple[bool, dict]) -> dg.AssetCheckResult:
+    passed, metadata = outcome
+    return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+
+with warnings.catch_warnings():  # partitioned checks are a preview feature in this Dagster release
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+
+    @dg.asset_check(asset="topic_recommendations", partitions_def=daily_partitions, blocking=False)
+    def check_measurement_coverage(topic_recommendations: pd.DataFrame) -> dg.AssetCheckResult:
+        """Fails when a topic's window has a day not measured yet or a day in error."""
+        return _result(measurement_coverage(topic_recommendations))
+
+    @dg.asset_check(asset="topic_recommendations", partitions_def=daily_partitions, blocking=True)
+    def check_recommendations_sane(topic_recommendations: pd.DataFrame, config: ConfigResource) -> dg.AssetCheckResult:
+        """Fails on a recommendation below the minimum, an action that contradicts the numbers,
+        or a decrease; blocking, so the reports are not written from such a table."""
+        return _result(recommendations_sane(topic_recommendations, config.settings))
+
+    @dg.asset_check(
+        asset="reports",
+        partitions_def=daily_partitions,
+        additional_ins={"topic_recommendations": dg.AssetIn()},
+    )
+    def check_report_complete(reports: pd.DataFrame, topic_recommendations: pd.DataFrame) -> dg.AssetCheckResult:
+        """Fails when a cluster's detail report lacks a topic, repeats one, or is missing."""
+        return _result(report_complete(reports, topic_recommendations))
+
+
+ALL_CHECKS = [check_measurement_coverage, check_recommendations_sane, check_report_complete]
