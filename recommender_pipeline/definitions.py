@@ -8,11 +8,14 @@ from recommender_pipeline.assets import credentials, inventory, measurements, re
 from recommender_pipeline.checks import ALL_CHECKS
 from recommender_pipeline.jobs import inventory_job, measurement_job, recommendation_job
 from recommender_pipeline.resources import build_resources
+from recommender_pipeline.sensors import ALL_SCHEDULES, ALL_SENSORS
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports]),
     asset_checks=ALL_CHECKS,
     jobs=[inventory_job, measurement_job, recommendation_job],
+    schedules=ALL_SCHEDULES,
+    sensors=ALL_SENSORS,
     resources=build_resources(os.environ.get("RECOMMENDER_ENV_FILE", ".env")),
     executor=dg.multi_or_in_process_executor,
 )
