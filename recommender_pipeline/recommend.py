@@ -27,6 +27,7 @@ from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, measurement_run_con
 from recommender_pipeline.measuring.windows import utc_today, window_days
 from recommender_pipeline.partitions import split_topic_key, topics_partitions
 from recommender_pipeline.resources import MeasurementStoreResource, build_resources
+from recommender_pipeline.sensors import day_range_tags
 from recommender_pipeline.settings import Settings, load_settings
 
 DEFAULT_DAGSTER_HOME = Path(".local/dagster_home")
@@ -39,6 +40,8 @@ INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 class Outcome:
     day: date
     measured_days: list[str] = field(default_factory=list)
+    recommended_days: list[str] = field(default_factory=list)
+    runs: int = 0
     failed_runs: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
     provisioning: Provisioning | None = None
@@ -48,10 +51,11 @@ class Outcome:
         return not self.failed_runs
 
 
-def days_to_measure(settings: Settings, store: MeasurementStoreResource, end_day: date) -> list[date]:
-    """Days of the window with a topic not yet measured, measured while the day was open, or in error."""
+def days_to_measure(store: MeasurementStoreResource, end_day: date, days_back: int) -> list[date]:
+    """Days among the `days_back` ending on `end_day` with a topic not yet measured, measured
+    while the day was still open, or in error."""
     inventory = store.read_inventory()
-    days = window_days(end_day, settings.sampling_days)
+    days = window_days(end_day, days_back)
     stored = store.read_measurements(days[0].isoformat(), days[-1].isoformat())
     done = {
         (row.date, row.cluster_id, row.topic)
@@ -76,6 +80,7 @@ def run_recommendations(
     end_day: date,
     in_process: bool = False,
     env_file: str = ".env",
+    backfill_days: int = 1,
 ) -> Outcome:
     """Inventory, the missing measurement days (one run per day), then the day's recommendations.
 
@@ -84,12 +89,12 @@ def run_recommendations(
     """
     resources = build_resources(env_file)
     if not settings.use_cloud_api_for_kafka_credentials:
-        return _run(instance, settings, end_day, in_process, resources, Outcome(end_day))
+        return _run(instance, settings, end_day, in_process, resources, Outcome(end_day), backfill_days)
     with provisioned_credentials(settings, resources["cloud"]) as provisioning:
         outcome = Outcome(end_day, provisioning=provisioning)
         for cluster_id, reason in provisioning.failed.items():
             outcome.failed_runs.append(f"credentials for {cluster_id}: {reason}")
-        return _run(instance, settings, end_day, in_process, resources, outcome)
+        return _run(instance, settings, end_day, in_process, resources, outcome, backfill_days)
 
 
 def _run(
@@ -99,6 +104,7 @@ def _run(
     in_process: bool,
     resources: dict,
     outcome: Outcome,
+    backfill_days: int,
 ) -> Outcome:
     def execute(factory, run_config: dict | None = None, **kwargs) -> list[str]:
         """Runs a job; returns the report paths when the run wrote reports."""
@@ -109,6 +115,7 @@ def _run(
             run_config={**(run_config or {}), **QUIET_CONSOLE},
             **kwargs,
         ) as result:
+            outcome.runs += 1
             if not result.success:
                 outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id})")
             return [
@@ -129,15 +136,13 @@ def _run(
         if in_process
         else measurement_run_config(min(clusters, settings.max_cluster_workers) * settings.max_workers_per_cluster)
     )
-    for day in days_to_measure(settings, resources["store"], end_day):
-        first, last = (f"{day.isoformat()}|{key}" for key in key_range)
-        execute(
-            definitions.get_measurement_job,
-            run_config=run_config,
-            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-        )
+    # Every recommended day needs its whole window: measure back SAMPLING_DAYS - 1 more days.
+    for day in days_to_measure(resources["store"], end_day, settings.sampling_days + backfill_days - 1):
+        execute(definitions.get_measurement_job, run_config=run_config, tags=day_range_tags(day.isoformat(), key_range))
         outcome.measured_days.append(day.isoformat())
-    outcome.reports = execute(definitions.get_recommendation_job, tags={"dagster/partition": end_day.isoformat()})
+    for day in window_days(end_day, backfill_days):
+        outcome.reports = execute(definitions.get_recommendation_job, tags={"dagster/partition": day.isoformat()})
+        outcome.recommended_days.append(day.isoformat())
     return outcome
 
 
@@ -173,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recommender-pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--day", type=date.fromisoformat, default=None, help="window end day (UTC), default today")
     parser.add_argument("--in-process", action="store_true", help="measure in one process (no step processes)")
+    parser.add_argument(
+        "--backfill-days",
+        type=int,
+        default=1,
+        metavar="N",
+        help="recommend for each of the N days ending on --day, measuring whatever their windows miss",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -182,11 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     end_day = args.day or utc_today()
     try:
         with ensure_instance() as instance:
-            outcome = run_recommendations(instance, settings, end_day, in_process=args.in_process)
+            outcome = run_recommendations(
+                instance, settings, end_day, in_process=args.in_process, backfill_days=max(args.backfill_days, 1)
+            )
     except RecommenderError as error:  # credentials or the Confluent Cloud API: say which, exit non-zero
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
     print(f"window ending {end_day}: measured days {', '.join(outcome.measured_days) or 'none (all stored)'}")
+    if len(outcome.recommended_days) > 1:
+        print(f"recommended for {len(outcome.recommended_days)} days in {outcome.runs} runs")
     for path in outcome.reports:
         print(f"report: {path}")
         if path.endswith("-detail-report.csv"):

@@ -15,8 +15,8 @@ from recommender_pipeline.resources import ConfigResource, KafkaResource
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
-def day_range_tags(day: str, keys: list[str]) -> dict[str, str]:
-    """Tags that make one run measure one day of every topic key."""
+def day_range_tags(day: str, keys: list[str] | tuple[str, str]) -> dict[str, str]:
+    """Tags that make one run measure one day of every topic key (first to last)."""
     return {RANGE_START: f"{day}|{keys[0]}", RANGE_END: f"{day}|{keys[-1]}"}
 
 

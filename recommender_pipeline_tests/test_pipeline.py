@@ -201,3 +201,49 @@ def test_asset_checks_pass_on_good_data_through_dagster(dataset, window):
     assert set(evaluations) == {"check_measurement_coverage", "check_recommendations_sane", "check_report_complete"}
     assert all(e.passed for e in evaluations.values()), {n: e.metadata for n, e in evaluations.items()}
     assert evaluations["check_recommendations_sane"].metadata["checked_topics"].value == 9
+
+
+def test_backfilled_days_equal_a_one_off_analysis_of_the_same_window(dataset, configure, tmp_path):
+    """`recommender-pipeline --backfill-days 2` on one instance, then a fresh one-off run for the
+    earlier day on another instance and store: the same recommendations, in a bounded number of runs."""
+    from recommender_pipeline import recommend
+
+    d2, d1, d0 = dataset.days
+
+    def analyse(name: str, end_day, backfill_days: int):
+        home = tmp_path / name
+        home.mkdir()
+        configure(
+            TOPIC_FILTER=dataset.prefix,
+            SAMPLING_DAYS=2,
+            SAMPLING_BATCH_SIZE="",
+            MEASUREMENT_STORE_PATH=str(home / "store.duckdb"),
+            REPORTS_DIR=str(home / "reports"),
+        )
+        with dg.instance_for_test(temp_dir=str(home)) as instance:
+            outcome = recommend.run_recommendations(
+                instance,
+                recommend.load_settings(str(tmp_path / "no.env")),
+                end_day,
+                in_process=True,
+                env_file=str(tmp_path / "no.env"),
+                backfill_days=backfill_days,
+            )
+            values = {
+                day: defs.load_asset_value("topic_recommendations", instance=instance, partition_key=day)
+                for day in outcome.recommended_days
+            }
+        return outcome, values
+
+    backfill, by_backfill = analyse("backfill", d0, backfill_days=2)
+    assert backfill.success
+    assert backfill.measured_days == [d2.isoformat(), d1.isoformat(), d0.isoformat()]
+    assert backfill.recommended_days == [d1.isoformat(), d0.isoformat()]
+    assert backfill.runs == 1 + 3 + 2  # inventory, one measurement run per day, one recommendation run per day
+
+    one_off, by_one_off = analyse("one-off", d1, backfill_days=1)
+    assert one_off.success and one_off.measured_days == [d2.isoformat(), d1.isoformat()]
+    columns = [c for c in by_one_off[d1.isoformat()].columns if c != "measuring_seconds"]
+    pd.testing.assert_frame_equal(by_backfill[d1.isoformat()][columns], by_one_off[d1.isoformat()][columns])
+    multi = by_one_off[d1.isoformat()].set_index("topic_name").loc[dataset.topic("multi")]
+    assert (multi["records_in_window"], multi["bytes_in_window"]) == (1800, 206_400)  # D-2 + D-1 truth
