@@ -138,7 +138,11 @@ def _run(
     )
     # Every recommended day needs its whole window: measure back SAMPLING_DAYS - 1 more days.
     for day in days_to_measure(resources["store"], end_day, settings.sampling_days + backfill_days - 1):
-        execute(definitions.get_measurement_job, run_config=run_config, tags=day_range_tags(day.isoformat(), key_range))
+        execute(
+            definitions.get_measurement_job,
+            run_config=run_config,
+            tags=day_range_tags(day.isoformat(), key_range, set(connections)),
+        )
         outcome.measured_days.append(day.isoformat())
     for day in window_days(end_day, backfill_days):
         outcome.reports = execute(definitions.get_recommendation_job, tags={"dagster/partition": day.isoformat()})

@@ -13,11 +13,13 @@ from recommender_pipeline.partitions import split_day_topic_key, split_topic_key
 from recommender_pipeline.resources import ConfigResource, KafkaResource
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+CLUSTER_TAG = "kafka_cluster"
 
 
-def day_range_tags(day: str, keys: list[str] | tuple[str, str]) -> dict[str, str]:
-    """Tags that make one run measure one day of every topic key (first to last)."""
-    return {RANGE_START: f"{day}|{keys[0]}", RANGE_END: f"{day}|{keys[-1]}"}
+def day_range_tags(day: str, keys: list[str] | tuple[str, str], clusters: set[str]) -> dict[str, str]:
+    """Tags that make one run measure one day of every topic key (first to last); the
+    `kafka_cluster` tag lets dagster.yaml keep one measurement run per set of clusters."""
+    return {RANGE_START: f"{day}|{keys[0]}", RANGE_END: f"{day}|{keys[-1]}", CLUSTER_TAG: ",".join(sorted(clusters))}
 
 
 @dg.schedule(
@@ -33,7 +35,8 @@ def daily_measurement_schedule(context: dg.ScheduleEvaluationContext):
     keys = context.instance.get_dynamic_partitions(topics_partitions.name)
     if not keys:
         return dg.SkipReason("no topics yet: materialize cluster_inventory or turn on topic_discovery_sensor")
-    return dg.RunRequest(run_key=f"measure-{day}", tags=day_range_tags(day, keys))
+    clusters = {split_topic_key(key)[0] for key in keys}
+    return dg.RunRequest(run_key=f"measure-{day}", tags=day_range_tags(day, keys, clusters))
 
 
 def _recommend_for(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:

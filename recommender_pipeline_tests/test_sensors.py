@@ -14,8 +14,17 @@ from recommender_pipeline.sensors import (
     recommendations_after_measurement_sensor,
     topic_discovery_sensor,
 )
+from recommender_pipeline_tests.conftest import REPO
 from recommender_pipeline_tests.known_truth import records_in_hour
 from recommender_pipeline_tests.workloads import create_topic, produce
+
+
+def test_the_instance_template_loads_with_run_and_pool_limits(tmp_path):
+    (tmp_path / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
+    concurrency = dg.DagsterInstance.from_config(str(tmp_path)).get_concurrency_config()
+    assert concurrency.run_queue_config.max_concurrent_runs == 4
+    assert concurrency.run_queue_config.tag_concurrency_limits[0]["key"] == "kafka_cluster"
+    assert concurrency.pool_config.default_pool_limit == 4
 
 
 def test_the_daily_tick_measures_the_day_just_closed_for_every_topic(pipeline):
@@ -31,6 +40,7 @@ def test_the_daily_tick_measures_the_day_just_closed_for_every_topic(pipeline):
     assert request.run_key == "measure-2026-03-09"
     assert request.tags["dagster/asset_partition_range_start"] == "2026-03-09|c1/orders"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-03-09|c2/audit"
+    assert request.tags["kafka_cluster"] == "c1,c2"
     assert daily_measurement_schedule.cron_schedule == "30 0 * * *"
     assert daily_measurement_schedule.execution_timezone == "UTC"
 
