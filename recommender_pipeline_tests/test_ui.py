@@ -1,0 +1,151 @@
+"""The Dagster UI in a real browser: the asset graph and a materialized day's recommendations.
+
+Debian's /usr/bin/chromium, driven headless by Playwright (never `playwright install`), against
+`dagster dev` on the instance the one command filled. Saves the README's screenshots into
+docs/screenshots/. Skipped only when chromium is missing outside CI; under CI it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recommender_pipeline_tests.conftest import CLUSTER_ID, CONFIG_VARIABLES, REPO
+from recommender_pipeline_tests.dagster_server import dagster_dev
+from recommender_pipeline_tests.known_truth import records_in_hour
+from recommender_pipeline_tests.workloads import create_topic, produce
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--no-proxy-server",
+    # Nothing but 127.0.0.1: any other host name fails to resolve.
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+ASSETS = ["credentials", "cluster_inventory", "topic_measurements", "topic_recommendations", "reports"]
+TIMEOUT_MS = 30_000
+
+
+def require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is missing: apt-get install chromium"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI must run the browser test, not skip it)")
+    pytest.skip(message)
+
+
+def cells(row_text: str) -> list[str]:
+    """A table row's cells from its inner text (tab-separated; empty cells dropped)."""
+    return [cell.strip() for cell in row_text.split("\t") if cell.strip()]
+
+
+def widen_to_fit(page, element, margin: int = 48, max_width: int = 3000) -> None:
+    """Widens the viewport until `element` ends inside it (the screenshot shows every column)."""
+    for _ in range(4):
+        box = element.bounding_box()
+        size = page.viewport_size
+        if box is None or box["x"] + box["width"] + margin <= size["width"] or size["width"] >= max_width:
+            return
+        page.set_viewport_size(
+            {"width": min(max_width, int(box["x"] + box["width"]) + margin), "height": size["height"]}
+        )
+        page.wait_for_timeout(300)  # let the layout settle
+
+
+def materialize_today(env: dict[str, str], cwd: Path) -> str:
+    """Runs the one command in its own process; returns the window's end day it recommended for."""
+    command = [sys.executable, "-m", "recommender_pipeline.recommend", "--in-process"]
+    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    match = re.search(r"^window ending (\d{4}-\d{2}-\d{2}):", result.stdout, re.MULTILINE)
+    assert match, result.stdout
+    return match.group(1)
+
+
+def test_ui_shows_the_asset_graph_and_a_days_recommendations(prefix, kafka_bootstrap, tmp_path):
+    require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    from recommender_pipeline.measuring.windows import utc_today
+
+    today = utc_today()
+    topics = {f"{prefix}.orders": (3, 600, 120), f"{prefix}.clicks": (1, 200, 40)}
+    for topic, (partitions, count, size) in topics.items():
+        create_topic(kafka_bootstrap, topic, partitions)
+        records = records_in_hour(today, 0, count, lambda i, size=size: (None, b"r" * size, []), partitions)
+        produce(kafka_bootstrap, topic, records)
+
+    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
+    config = {
+        "KAFKA_CREDENTIALS": f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{kafka_bootstrap}"}}]',
+        "TOPIC_FILTER": prefix,
+        "SAMPLING_DAYS": "1",
+        "REPORTS_DIR": str(tmp_path / "reports"),
+        "MEASUREMENT_STORE_PATH": str(tmp_path / "measurements.duckdb"),
+        # The server runs in the repository root: never read a developer's .env there.
+        "RECOMMENDER_ENV_FILE": str(tmp_path / "no.env"),
+    }
+    env.update(config, DAGSTER_HOME=str(tmp_path / "home"))
+    day = materialize_today(env, tmp_path)
+    [detail_path] = (tmp_path / "reports").glob(f"{CLUSTER_ID}-recommender-*-detail-report.csv")
+    report = pd.read_csv(detail_path, keep_default_na=False, dtype=str).set_index("topic_name")
+    assert set(report.index) == set(topics)
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with dagster_dev(tmp_path / "home", config) as server, sync_playwright() as playwright:
+        community_modal = server.graphql("{ shouldShowNux }")["shouldShowNux"]
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1920, "height": 1080})
+            # Belt and braces with --host-resolver-rules: the page may load nothing but the server.
+            context.route(lambda url: not url.startswith(server.url), lambda route: route.abort())
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+
+            # The asset graph, every group expanded.
+            page.goto(f"{server.url}/asset-groups", wait_until="networkidle")
+            if community_modal:  # "Join the Dagster community", on an instance's first visit
+                page.get_by_role("button", name="Skip").click()
+                expect(page.get_by_text("Join the Dagster community")).to_be_hidden()
+            expect(page.get_by_text("Global asset lineage")).to_be_visible()
+            page.get_by_text("Hide navigation").click()
+            page.get_by_placeholder("Jump to…").locator("xpath=following::button[1]").click()  # the asset tree
+            expect(page.get_by_text("recommendations", exact=True).first).to_be_visible()
+            page.keyboard.press("Alt+e")  # "Expand all groups" (the graph's context menu)
+            for name in ASSETS:
+                expect(page.get_by_text(name, exact=True).last).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(SCREENSHOTS / "asset-graph.png"))
+
+            # The day's partition of topic_recommendations: its metadata and markdown table.
+            page.goto(f"{server.url}/assets/topic_recommendations?view=partitions&partition={day}")
+            expect(page.get_by_text("Latest materialization")).to_be_visible()
+            table = page.locator("table table")  # the "recommendations" markdown, inside the metadata table
+            expect(table.get_by_role("row")).to_have_count(1 + len(topics))
+            metadata = dict(cells(row)[:2] for row in page.get_by_role("row").all_inner_texts() if len(cells(row)) == 2)
+            assert metadata["topics"] == str(len(topics)), metadata
+            header, *rows = [cells(row) for row in table.get_by_role("row").all_inner_texts()]
+            shown = pd.DataFrame(rows, columns=header).set_index("topic_name")
+            for topic in topics:
+                for column in ("number_of_partitions", "recommended_partitions", "action", "binding", "status"):
+                    assert shown.loc[topic, column] == report.loc[topic, column], (topic, column, shown.loc[topic])
+            widen_to_fit(page, table)
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(SCREENSHOTS / "topic-recommendations.png"))
+        finally:
+            browser.close()
