@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from recommender_pipeline.errors import ConfigurationError
 
@@ -81,10 +82,13 @@ EXPECTED_FORMS: dict[str, str] = {
     "HOT_PARTITION_SKEW": "a number greater than 1, e.g. 2",
     "PROVISIONED_KAFKA_PROPERTIES": 'a JSON object of librdkafka properties, e.g. {"sasl.mechanism": "SCRAM-SHA-256"}',
     "API_KEY_READY_TIMEOUT_SECONDS": "a number of seconds greater than 0, e.g. 300",
+    "MEASUREMENT_STORE_URL": "empty for the DuckDB file at MEASUREMENT_STORE_PATH, "
+    "or postgresql://user:password@host:port/database",
 }
 BOOLEAN_FORM = "true or false (any case), also 1/0 or yes/no"
 LIST_FORM = "a comma-separated list, e.g. a,b"
-SECRET_VARIABLES = {"KAFKA_CREDENTIALS", "CONFLUENT_CLOUD_CREDENTIAL"}
+STORE_URL_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
+SECRET_VARIABLES = {"KAFKA_CREDENTIALS", "CONFLUENT_CLOUD_CREDENTIAL", "MEASUREMENT_STORE_URL"}
 
 CommaList = Annotated[list[str], NoDecode]
 JsonList = Annotated[list[dict[str, Any]], NoDecode]
@@ -159,6 +163,8 @@ class Settings(BaseSettings):
     max_workers_per_cluster: int = Field(8, ge=1, alias="MAX_WORKERS_PER_CLUSTER")
     reports_dir: Path = Field(Path("reports"), alias="REPORTS_DIR")
     measurement_store_path: Path = Field(Path(".local/measurements.duckdb"), alias="MEASUREMENT_STORE_PATH")
+    # Empty: the DuckDB file above. A PostgreSQL URL carries a password: never shown (repr, errors).
+    measurement_store_url: str | None = Field(None, alias="MEASUREMENT_STORE_URL", repr=False)
 
     @field_validator("environment_filter", "kafka_cluster_filter", "topic_filter", mode="before")
     @classmethod
@@ -191,6 +197,29 @@ class Settings(BaseSettings):
         if int(value) < 0:
             raise ValueError("must not be negative")
         return int(value) or None
+
+    @field_validator("measurement_store_url", mode="before")
+    @classmethod
+    def _store_url(cls, value: Any) -> str | None:
+        # The messages never quote the URL: it may hold a password.
+        if value is None or not str(value).strip():
+            return None
+        value = str(value).strip()
+        if "://" not in value:
+            raise ValueError("is not a URL")
+        scheme = value.split("://", 1)[0]
+        if scheme.lower() not in STORE_URL_SCHEMES:
+            shown = f" {scheme!r}" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else ""
+            raise ValueError(f"unsupported scheme{shown}: only PostgreSQL URLs are supported")
+        try:
+            url = make_url(value)
+        except Exception:  # SQLAlchemy's messages may quote the URL
+            raise ValueError("is not a well-formed URL (percent-encode special characters in the password)") from None
+        if url.host and not re.fullmatch(r"[A-Za-z0-9._%:\[\]-]+", url.host):
+            raise ValueError("is not a well-formed URL (percent-encode special characters in the password)")
+        if not url.database:
+            raise ValueError("names no database")
+        return value
 
     @field_validator("principal_id", mode="before")
     @classmethod
