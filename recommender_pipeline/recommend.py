@@ -1,6 +1,6 @@
 """The one command: measure the days of the window that are missing, then recommend for a day.
 
-    recommender-pipeline [--day YYYY-MM-DD] [--in-process]
+    recommender-pipeline [--day YYYY-MM-DD] [--backfill-days N] [--in-process]
 
 Every step is a Dagster run on the instance in `DAGSTER_HOME` (default `.local/dagster_home`),
 so the runs, their logs and the materialized partitions are all visible in the Dagster UI.
