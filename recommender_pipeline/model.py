@@ -23,11 +23,11 @@ class Recommendation:
     action: str
 
 
-def _action(recommended: int, current: int, over_provisioned_ratio: float) -> str:
+def _action(recommended: int, current: int, settings: Settings) -> str:
     """Kafka cannot remove partitions, so a smaller recommendation is never a decrease."""
     if recommended > current:
         return INCREASE
-    if recommended > 0 and current >= over_provisioned_ratio * recommended:
+    if recommended > 0 and current >= settings.over_provisioned_ratio * recommended:
         return OVER_PROVISIONED
     return KEEP
 
@@ -48,13 +48,7 @@ def capacity_recommendation(
         binding = "min_consumption_throughput"
     else:
         binding = "peak_ingress"
-    return Recommendation(
-        recommended,
-        required,
-        consumer,
-        binding,
-        _action(recommended, current_partitions, settings.over_provisioned_ratio),
-    )
+    return Recommendation(recommended, required, consumer, binding, _action(recommended, current_partitions, settings))
 
 
 def seed_recommendation(
@@ -70,13 +64,7 @@ def seed_recommendation(
         recommended, binding = settings.min_recommended_partitions, "min_consumption_throughput"
     else:
         recommended, binding = round(required / consumer), "required_consumption_throughput_factor"
-    return Recommendation(
-        recommended,
-        required,
-        consumer,
-        binding,
-        _action(recommended, current_partitions, settings.over_provisioned_ratio),
-    )
+    return Recommendation(recommended, required, consumer, binding, _action(recommended, current_partitions, settings))
 
 
 def recommend(
