@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from recommender_pipeline.assets.inventory import list_cluster_topics
+from recommender_pipeline.assets.inventory import UNSUPPORTED_IN_KEYS, list_cluster_topics
 from recommender_pipeline.jobs import inventory_job, measurement_job, recommendation_job
 from recommender_pipeline.partitions import split_day_topic_key, split_topic_key, topic_key, topics_partitions
 from recommender_pipeline.resources import ConfigResource, KafkaResource
@@ -86,7 +86,7 @@ def topic_discovery_sensor(context: dg.SensorEvaluationContext, kafka: KafkaReso
             context.log.warning(f"cluster {cluster_id} not listed: {error}")
             continue
         listed_clusters.add(cluster_id)
-        live |= {topic_key(cluster_id, row["topic"]) for row in rows}
+        live |= {topic_key(cluster_id, row["topic"]) for row in rows if UNSUPPORTED_IN_KEYS not in row["topic"]}
     known = set(context.instance.get_dynamic_partitions(topics_partitions.name))
     new = sorted(live - known)
     retired = {key for key in known - live if split_topic_key(key)[0] in listed_clusters}

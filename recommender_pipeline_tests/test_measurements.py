@@ -154,3 +154,16 @@ def test_inventory_records_partitions_replication_and_configs(dataset, configure
     metadata = result.asset_materializations_for_node("cluster_inventory")[0].metadata
     assert metadata["topics"].value == 9
     assert metadata["filtered_out_topics"].value >= 1
+
+
+def test_a_topic_name_dagster_cannot_key_is_left_out_not_fatal(configure, pipeline, prefix, kafka_bootstrap):
+    from recommender_pipeline_tests.workloads import create_topic
+
+    create_topic(kafka_bootstrap, f"{prefix}.ok", 1)
+    create_topic(kafka_bootstrap, f"{prefix}.a...b", 1)  # legal in Kafka, invalid in a Dagster key
+    configure(TOPIC_FILTER=prefix)
+    result = pipeline.inventory()
+    assert result.success
+    assert list(pipeline.store.read_inventory()["topic"]) == [f"{prefix}.ok"]
+    metadata = result.asset_materializations_for_node("cluster_inventory")[0].metadata
+    assert metadata["unsupported_topic_names"].value == [f"local/{prefix}.a...b"]

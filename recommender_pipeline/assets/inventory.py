@@ -15,6 +15,7 @@ from recommender_pipeline.settings import Settings
 
 SYSTEM_PREFIXES = ("__", "_confluent", "_schemas")
 TIMEOUT_SECONDS = 30
+UNSUPPORTED_IN_KEYS = "..."
 
 
 def is_internal(topic: str, broker_says_internal: bool) -> bool:
@@ -94,6 +95,11 @@ def cluster_inventory(
         excluded += cluster_excluded
         context.log.info(f"cluster {cluster_id}: {len(cluster_rows)} topics kept, {cluster_excluded} filtered out")
 
+    # Dagster partition keys cannot contain "...", which Kafka allows in topic names.
+    unsupported = sorted(topic_key(r["cluster_id"], r["topic"]) for r in rows if UNSUPPORTED_IN_KEYS in r["topic"])
+    if unsupported:
+        context.log.warning(f"topics left out, their names contain '...' (not a valid Dagster key): {unsupported}")
+    rows = [r for r in rows if UNSUPPORTED_IN_KEYS not in r["topic"]]
     inventory = pd.DataFrame(rows, columns=list(INVENTORY_COLUMNS))
     keys = [topic_key(c, t) for c, t in zip(inventory["cluster_id"], inventory["topic"], strict=True)]
     known = set(context.instance.get_dynamic_partitions(topics_partitions.name))
@@ -109,6 +115,7 @@ def cluster_inventory(
             "partitions": int(inventory["partitions"].sum()),
             "new_topic_partitions": len(new_keys),
             "filtered_out_topics": excluded,
+            "unsupported_topic_names": dg.MetadataValue.json(unsupported),
             "clusters_failed": dg.MetadataValue.json(failed),
             "filters": dg.MetadataValue.json(
                 {
