@@ -132,3 +132,37 @@ def test_window_days_end_on_the_day_and_old_days_are_not_measurable():
     assert "retention horizon" in unmeasurable_reason(date(2026, 2, 28), 2 * DAY_MS, noon)
     assert unmeasurable_reason(date(2026, 2, 1), -1, noon) is None
     assert unmeasurable_reason(date(2026, 3, 3), None, noon) == "the day has not started yet"
+
+
+def test_metrics_api_hot_partition_flags_reach_the_window_from_a_boolean_column():
+    from recommender_pipeline.window import build_recommendations
+
+    inventory = pd.DataFrame(
+        [{"cluster_id": "c", "topic": "t", "partitions": 2, "retention_ms": -1, "is_compacted": False}]
+    )
+    day = {
+        "cluster_id": "c",
+        "topic": "t",
+        "method": "metrics_api",
+        "status": "measured",
+        "reason": "",
+        "records": 10,
+        "bytes": 1000,
+        "window_seconds": 86_400.0,
+        "partition_bytes": "[900,100]",
+        "peak_ingress_bytes_per_sec": 2.0,
+        "retained_records": 0,
+        "exact": True,
+        "egress_bytes": 500,
+        "duration_seconds": 0.1,
+    }
+    measurements = pd.DataFrame(
+        [
+            {**day, "date": "2026-03-01", "hot_partition_ingress": False, "hot_partition_egress": False},
+            {**day, "date": "2026-03-02", "hot_partition_ingress": True, "hot_partition_egress": False},
+        ]
+    )
+    assert measurements["hot_partition_ingress"].dtype == bool  # as read back from the store
+    row = build_recommendations(inventory, measurements, date(2026, 3, 2), settings(sampling_days=2)).iloc[0]
+    assert (row["hot_partition_ingress"], row["hot_partition_egress"]) == ("yes", "no")
+    assert row["egress_bytes_in_window"] == 1000

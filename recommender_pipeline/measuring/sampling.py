@@ -287,12 +287,13 @@ class DayMeasurer:
 
         tps = [TopicPartition(s.topic, p) for s in todo for p in range(rows[s.topic]["partitions"])]
         starts = _list_offsets(self.admin, {tp: OffsetSpec.for_timestamp(start_ms) for tp in tps}, errors)
-        ends = _list_offsets(
-            self.admin,
-            {tp: OffsetSpec.for_timestamp(end_ms) if closed else OffsetSpec.latest() for tp in tps},
-            errors,
-        )
         latest = _list_offsets(self.admin, {tp: OffsetSpec.latest() for tp in tps}, errors)
+        # An open day ends at the last stable offset, which `latest` already holds.
+        ends = (
+            _list_offsets(self.admin, {tp: OffsetSpec.for_timestamp(end_ms) for tp in tps}, errors)
+            if closed
+            else latest
+        )
         earliest = _list_offsets(
             self.admin, {tp: OffsetSpec.earliest() for tp in tps}, errors, IsolationLevel.READ_UNCOMMITTED
         )
