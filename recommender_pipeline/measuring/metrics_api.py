@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
 from recommender_pipeline.measuring.sampling import TopicSpec, base_row
-from recommender_pipeline.measuring.windows import DAY_MS, day_end_ms, day_start_ms, iso_utc
+from recommender_pipeline.measuring.windows import DAY_MS, day_end_ms, day_start_ms, iso_utc, unmeasurable_reason
 
 METHOD = "metrics_api"
 RETENTION_DAYS = 7  # the Metrics API keeps a week of data
@@ -59,12 +59,12 @@ class MetricsDayMeasurer:
         closed = measured_at >= end_ms
         rows = {spec.topic: base_row(spec, self.day, measured_at, closed, METHOD) for spec in topics}
         if start_ms < measured_at - RETENTION_DAYS * DAY_MS:
+            reason = "older than the Metrics API's 7-day retention"
+        else:
+            reason = unmeasurable_reason(self.day, None, measured_at)  # a day not started yet
+        if reason:
             for row in rows.values():
-                row.update(status="not_measurable", reason="older than the Metrics API's 7-day retention")
-            return list(rows.values())
-        if start_ms > measured_at:
-            for row in rows.values():
-                row.update(status="not_measurable", reason="the day has not started yet")
+                row.update(status="not_measurable", reason=reason)
             return list(rows.values())
 
         # Whole minutes only: the API's points are per minute, and an absolute end keeps tokens valid.
