@@ -75,6 +75,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "SAMPLING_MAX_CONSECUTIVE_NULLS": "a whole number, 1 or more",
     "SAMPLING_TIMEOUT_SECONDS": "a number of seconds greater than 0, e.g. 2.0",
     "SAMPLING_MAX_CONTINUOUS_FAILED_BATCHES": "a whole number, 1 or more",
+    "TIMESTAMP_SKEW_SECONDS": "a number of seconds, 0 or more, e.g. 900",
     "MAX_CLUSTER_WORKERS": "a whole number, 1 or more",
     "MAX_WORKERS_PER_CLUSTER": "a whole number, 1 or more",
     "RECOMMENDATION_MODEL": "one of: capacity, seed",
@@ -157,6 +158,8 @@ class Settings(BaseSettings):
     sampling_max_consecutive_nulls: int = Field(50, ge=1, alias="SAMPLING_MAX_CONSECUTIVE_NULLS")
     sampling_timeout_seconds: float = Field(2.0, gt=0, alias="SAMPLING_TIMEOUT_SECONDS")
     sampling_max_continuous_failed_batches: int = Field(5, ge=1, alias="SAMPLING_MAX_CONTINUOUS_FAILED_BATCHES")
+    # How long after its day ends a record may still be appended and count in its day.
+    timestamp_skew_seconds: float = Field(900.0, ge=0, alias="TIMESTAMP_SKEW_SECONDS")
 
     # Concurrency and outputs.
     max_cluster_workers: int = Field(4, ge=1, alias="MAX_CLUSTER_WORKERS")

@@ -180,7 +180,7 @@ def test_measuring_300_topics_by_metrics_takes_a_constant_number_of_requests(
     with start_emulator(kafka_bootstrap, sasl_bootstrap, environments) as server:
         configure(**cloud_variables(server))
         from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
-        from recommender_pipeline.measuring.sampling import TopicSpec
+        from recommender_pipeline.measuring.measurement import Status, TopicSpec
 
         cloud = cloud_resource(tmp_path)
         rows = MetricsDayMeasurer(cloud.query_metrics, "lkc-many", day).measure(
@@ -189,8 +189,8 @@ def test_measuring_300_topics_by_metrics_takes_a_constant_number_of_requests(
         requests = cloud.request_count()
     print(f"\n300 topics measured by the Metrics API in {requests} HTTP requests")
     assert requests <= 6 + 6  # six queries, at most one extra page each at 1,000 groups per page
-    assert sum(row["records"] for row in rows) == 60
-    assert sum(row["status"] == "measured" for row in rows) == 30
+    assert sum(row.records for row in rows) == 60
+    assert sum(row.status is Status.MEASURED for row in rows) == 30
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ import pandas as pd
 from confluent_kafka import KafkaException
 
 from recommender_pipeline.errors import RecommenderError
+from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
-from recommender_pipeline.measuring.sampling import DayMeasurer, SamplingLimits, TopicSpec, error_row
+from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
 from recommender_pipeline.partitions import (
     daily_topic_partitions,
     split_day_topic_key,
@@ -97,16 +98,20 @@ def measure_topic_chunk(
     config: ConfigResource,
     kafka: KafkaResource,
     cloud: ConfluentCloudResource,
-) -> list[dict]:
+) -> list[Measurement]:
     """Measures one chunk of topics for one day, by record sampling or through the Metrics API;
     a failing topic becomes an `error` row, a failing cluster makes all its topics `error`."""
     settings = config.settings
     day = date.fromisoformat(chunk.day)
+    method = Method.SAMPLING_RECORDS if settings.use_sample_records else Method.METRICS_API
     started = time.monotonic()
     try:
         if settings.use_sample_records:
             limits = SamplingLimits(
-                settings.sampling_batch_size, settings.sampling_timeout_seconds, settings.sampling_max_consecutive_nulls
+                settings.sampling_batch_size,
+                settings.sampling_timeout_seconds,
+                settings.sampling_max_consecutive_nulls,
+                skew_ms=round(settings.timestamp_skew_seconds * 1000),
             )
             measurer = DayMeasurer(
                 kafka.admin(chunk.cluster_id),
@@ -118,13 +123,18 @@ def measure_topic_chunk(
         else:
             measurer = MetricsDayMeasurer(cloud.query_metrics, chunk.cluster_id, day, log=context.log.info)
         rows = measurer.measure(chunk.topics)
-    except (KafkaException, RecommenderError) as error:
-        detail = error.args[0].str() if isinstance(error, KafkaException) else str(error)
+    except Exception as error:  # one chunk's failure must not sink the other chunks' rows
+        if isinstance(error, KafkaException):
+            detail = error.args[0].str()
+        elif isinstance(error, RecommenderError):
+            detail = str(error)
+        else:
+            detail = f"{type(error).__name__}: {error}"
         reason = f"cluster {chunk.cluster_id} could not be measured: {detail}"
         context.log.error(reason)
-        rows = [error_row(spec, day, reason) for spec in chunk.topics]
+        rows = [Measurement.failed(spec, day, method, reason) for spec in chunk.topics]
     elapsed = time.monotonic() - started
-    records = sum(row["sampled_records"] for row in rows)
+    records = sum(row.sampled_records for row in rows)
     context.add_output_metadata(
         {
             "topics": len(rows),
@@ -138,24 +148,24 @@ def measure_topic_chunk(
 
 
 @dg.op(out=dg.Out(dg.Nothing, is_required=False))
-def store_measurements(context: dg.OpExecutionContext, chunk_rows: list[list[dict]], store: MeasurementStoreResource):
+def store_measurements(
+    context: dg.OpExecutionContext, chunk_rows: list[list[Measurement]], store: MeasurementStoreResource
+):
     """The single writer: stores every row, records each measured topic-day as a materialized
     partition with its own numbers (so the UI plots them across days), then fails the run if
     any topic failed. The failed ones stay unmaterialized: a retry re-measures only them."""
     rows = [row for chunk in chunk_rows for row in chunk]
     store.write_measurements(rows)
     for row in rows:
-        if row["status"] != "error":
+        if row.status is not Status.ERROR:
             yield dg.AssetMaterialization(
                 asset_key="topic_measurements",
-                partition=dg.MultiPartitionKey(
-                    {"date": row["date"], "topic": topic_key(row["cluster_id"], row["topic"])}
-                ),
+                partition=dg.MultiPartitionKey({"date": row.date, "topic": topic_key(row.cluster_id, row.topic)}),
                 metadata=partition_metadata(row),
             )
-    by_status = pd.Series([row["status"] for row in rows], dtype=str).value_counts().to_dict()
+    by_status = pd.Series([str(row.status) for row in rows], dtype=str).value_counts().to_dict()
     context.log.info(f"stored {len(rows)} topic-days: {by_status}")
-    failed = {f"{row['cluster_id']}/{row['topic']}": row["reason"] for row in rows if row["status"] == "error"}
+    failed = {f"{row.cluster_id}/{row.topic}": row.reason for row in rows if row.status is Status.ERROR}
     if failed:
         raise dg.Failure(
             f"{len(failed)} of {len(rows)} topics could not be measured: {', '.join(sorted(failed))}. "
@@ -164,20 +174,27 @@ def store_measurements(context: dg.OpExecutionContext, chunk_rows: list[list[dic
         )
 
 
-def partition_metadata(row: dict) -> dict:
+def partition_metadata(row: Measurement) -> dict:
     """What a person reads on a topic-day, with units; numbers Dagster can plot across days."""
-    return {
-        "status": row["status"],
-        "method": row["method"],
-        "records": int(row["records"]),
-        "bytes": int(row["bytes"]),
-        "mean_record_bytes": float(round(row["mean_record_bytes"], 2)),
-        "avg_ingress_bytes_per_sec": float(round(row["avg_ingress_bytes_per_sec"], 3)),
-        "peak_ingress_bytes_per_sec": float(round(row["peak_ingress_bytes_per_sec"], 3)),
-        "partition_skew": float(round(row["skew"], 3)),
-        "exact": bool(row["exact"]),
-        "reason": row["reason"] or "",
+    metadata = {
+        "status": str(row.status),
+        "method": str(row.method),
+        "records": int(row.records),
+        "bytes": int(row.bytes),
+        "mean_record_bytes": float(round(row.mean_record_bytes, 2)),
+        "avg_ingress_bytes_per_sec": float(round(row.avg_ingress_bytes_per_sec, 3)),
+        "peak_ingress_bytes_per_sec": float(round(row.peak_ingress_bytes_per_sec, 3)),
+        "partition_skew": float(round(row.skew, 3)),
+        "exact": bool(row.exact),
+        "partial": bool(row.partial),
+        "late_records": int(row.late_records),
+        "reason": row.reason or "",
     }
+    for name in ("bytes_ci_low", "bytes_ci_high", "peak_ci_low", "peak_ci_high"):
+        value = getattr(row, name)
+        if value is not None:
+            metadata[name] = float(round(value, 3))
+    return metadata
 
 
 @dg.graph_asset(

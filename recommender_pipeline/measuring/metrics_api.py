@@ -6,15 +6,16 @@ partition for skew), over an absolute interval (so page tokens stay valid): six 
 paging whatever the topic count.
 """
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
-from recommender_pipeline.measuring.sampling import TopicSpec, base_row
+from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.windows import DAY_MS, day_end_ms, day_start_ms, iso_utc, unmeasurable_reason
 
-METHOD = "metrics_api"
+METHOD = Method.METRICS_API
 RETENTION_DAYS = 7  # the Metrics API keeps a week of data
 FINE_GRANULARITY, FINE_SECONDS = "PT5M", 300  # the finest granularity a one-day interval allows
 METRIC_PREFIX = "io.confluent.kafka.server/"
@@ -52,19 +53,19 @@ class MetricsDayMeasurer:
             }
         )
 
-    def measure(self, topics: Iterable[TopicSpec]) -> list[dict]:
+    def measure(self, topics: Iterable[TopicSpec]) -> list[Measurement]:
         topics = list(topics)
         measured_at = int(time.time() * 1000)
         start_ms, end_ms = day_start_ms(self.day), day_end_ms(self.day)
         closed = measured_at >= end_ms
-        rows = {spec.topic: base_row(spec, self.day, measured_at, closed, METHOD) for spec in topics}
+        rows = {spec.topic: Measurement.planned(spec, self.day, measured_at, METHOD) for spec in topics}
         if start_ms < measured_at - RETENTION_DAYS * DAY_MS:
             reason = "older than the Metrics API's 7-day retention"
         else:
             reason = unmeasurable_reason(self.day, None, measured_at)  # a day not started yet
         if reason:
             for row in rows.values():
-                row.update(status="not_measurable", reason=reason)
+                row.status, row.reason = Status.NOT_MEASURABLE, reason
             return list(rows.values())
 
         # Whole minutes only: the API's points are per minute, and an absolute end keeps tokens valid.
@@ -102,8 +103,9 @@ class MetricsDayMeasurer:
             reasons = ["received_bytes counts produce requests on the wire, not only keys, values and headers"]
             if not closed:
                 reasons.append("day still open: measured up to " + iso_utc(window_end))
-            row.update(
-                status="measured" if count > 0 else "empty",
+            rows[spec.topic] = dataclasses.replace(
+                row,
+                status=Status.MEASURED if count > 0 else Status.EMPTY,
                 reason="; ".join(reasons),
                 window_end=iso_utc(window_end),
                 window_seconds=window_seconds,

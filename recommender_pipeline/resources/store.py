@@ -34,41 +34,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from recommender_pipeline.measuring.measurement import MEASUREMENT_COLUMNS, MEASUREMENT_KEY, Measurement
 from recommender_pipeline.resources.config import ConfigResource
 
-MEASUREMENT_COLUMNS = {
-    "date": "DATE",
-    "cluster_id": "VARCHAR",
-    "topic": "VARCHAR",
-    "method": "VARCHAR",
-    "status": "VARCHAR",
-    "reason": "VARCHAR",
-    "partitions": "INTEGER",
-    "is_compacted": "BOOLEAN",
-    "retention_ms": "BIGINT",
-    "window_start": "VARCHAR",
-    "window_end": "VARCHAR",
-    "window_seconds": "DOUBLE",
-    "day_closed": "BOOLEAN",
-    "exact": "BOOLEAN",
-    "records": "BIGINT",
-    "bytes": "BIGINT",
-    "offsets_in_window": "BIGINT",
-    "sampled_records": "BIGINT",
-    "retained_records": "BIGINT",
-    "mean_record_bytes": "DOUBLE",
-    "avg_ingress_bytes_per_sec": "DOUBLE",
-    "peak_ingress_bytes_per_sec": "DOUBLE",
-    "peak_bucket_start": "VARCHAR",
-    "bucket_seconds": "INTEGER",
-    "partition_bytes": "VARCHAR",
-    "skew": "DOUBLE",
-    "egress_bytes": "BIGINT",
-    "hot_partition_ingress": "BOOLEAN",
-    "hot_partition_egress": "BOOLEAN",
-    "measured_at": "VARCHAR",
-    "duration_seconds": "DOUBLE",
-}
 INVENTORY_COLUMNS = {
     "cluster_id": "VARCHAR",
     "topic": "VARCHAR",
@@ -80,7 +48,6 @@ INVENTORY_COLUMNS = {
     "is_compacted": "BOOLEAN",
     "inventoried_at": "VARCHAR",
 }
-MEASUREMENT_KEY = ("date", "cluster_id", "topic")
 INVENTORY_KEY = ("cluster_id", "topic")
 TABLES = {"measurements": (MEASUREMENT_COLUMNS, MEASUREMENT_KEY), "inventory": (INVENTORY_COLUMNS, INVENTORY_KEY)}
 LOCK_WAIT_SECONDS = 60
@@ -243,10 +210,11 @@ class MeasurementStoreResource(dg.ConfigurableResource):
         finally:
             connection.close()
 
-    def write_measurements(self, rows: list[dict]) -> None:
+    def write_measurements(self, measurements: Sequence[Measurement | dict]) -> None:
         """Replaces the stored rows of the same (day, cluster, topic)."""
-        if not rows:
+        if not measurements:
             return
+        rows = [m.as_row() if isinstance(m, Measurement) else m for m in measurements]
         frame = _incoming({name: [row.get(name) for row in rows] for name in MEASUREMENT_COLUMNS}, MEASUREMENT_COLUMNS)
         with self._transaction() as session:
             session.delete_keys("measurements", frame[list(MEASUREMENT_KEY)].drop_duplicates())

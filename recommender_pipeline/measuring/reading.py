@@ -1,0 +1,105 @@
+"""One consumer reading many partition ranges at once, each stopped by its own position.
+
+Every range of a pass is assigned together, so the broker's fetches serve all partitions in
+parallel and the pass costs about what a plain consumer needs for the same offsets. A range is
+done when its position reaches its end offset, when a record at or past the end arrives, when
+a data record is stamped at or after its `stop_at` time, or when `limit` records were read; the
+partition is then paused so its fetches stop. Nothing waits a fixed time: the consumer takes
+what is already queued and only blocks, briefly, when nothing is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from recommender_pipeline.measuring.attribution import DayTally, record_size
+from recommender_pipeline.measuring.offsets import Key
+
+CONSUME_BATCH = 1_000  # consume() costs grow with the batch asked for, even when less is queued
+IDLE_WAIT_SECONDS = 0.01  # how long to block when nothing is queued, before checking positions
+
+
+@dataclass
+class Range:
+    start: int
+    end: int  # exclusive; the last stable offset when the range runs to the log's end
+    tally: DayTally
+    stop_at: int | None = None  # epoch ms: stop at the first data record stamped at or after it
+    limit: int | None = None  # stop after this many data records
+    read: int = 0  # data records read, in or out of the day
+    covered_to: int | None = None  # the first offset not read, once done
+
+
+def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: float) -> dict[str, str]:
+    """Reads every range to its end; returns {topic: reason} for topics that failed.
+
+    A partition that makes no progress for `stall_seconds` fails its topic, not the others.
+    """
+    pending = {key for key, span in ranges.items() if span.end > span.start}
+    for key, span in ranges.items():
+        if key not in pending:
+            span.covered_to = span.start
+    errors: dict[str, str] = {}
+    if not pending:
+        return errors
+
+    def finish(key: Key, covered_to: int) -> None:
+        ranges[key].covered_to = covered_to
+        pending.discard(key)
+        consumer.pause([TopicPartition(*key)])
+
+    consumer.assign([TopicPartition(*key, ranges[key].start) for key in pending])
+    last_progress = time.monotonic()
+    try:
+        while pending:
+            messages = consumer.consume(CONSUME_BATCH, timeout=0) or consumer.consume(1, timeout=IDLE_WAIT_SECONDS)
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        errors.setdefault(message.topic() or "", error.str())
+                    continue
+                key = (message.topic(), message.partition())
+                if key not in pending:
+                    continue
+                span = ranges[key]
+                offset = message.offset()
+                if offset < span.start:  # left over from an earlier assignment
+                    continue
+                if offset >= span.end:
+                    finish(key, span.end)
+                    continue
+                timestamp = message.timestamp()[1]
+                if span.stop_at is not None and timestamp >= span.stop_at:
+                    finish(key, offset)
+                    continue
+                span.tally.add(timestamp, record_size(message))
+                span.read += 1
+                if offset == span.end - 1 or (span.limit is not None and span.read >= span.limit):
+                    finish(key, offset + 1)
+            if messages:
+                last_progress = time.monotonic()
+                continue
+            # Nothing queued: markers, aborted records or compaction may have carried a position
+            # past the end without a record to show for it.
+            for tp in consumer.position([TopicPartition(*key) for key in pending]):
+                key = (tp.topic, tp.partition)
+                if tp.offset >= ranges[key].end:
+                    finish(key, ranges[key].end)
+            if pending and time.monotonic() - last_progress > stall_seconds:
+                for topic, partition in sorted(pending):
+                    errors.setdefault(
+                        topic,
+                        f"no progress for {stall_seconds:.0f}s (SAMPLING_TIMEOUT_SECONDS x "
+                        f"SAMPLING_MAX_CONSECUTIVE_NULLS) on partition {partition}",
+                    )
+                break
+    finally:
+        # Paused state outlives an assignment and would silence the next read of the partition.
+        consumer.resume([TopicPartition(*key) for key in ranges])
+        consumer.unassign()
+    return {topic: reason for topic, reason in errors.items() if topic}

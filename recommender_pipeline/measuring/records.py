@@ -1,0 +1,351 @@
+"""Record reading: what a cluster's topics carried on one UTC day, read from their logs.
+
+A chunk of topics is measured in one pass:
+
+1. every boundary offset of every partition is asked for at once (`offsets`);
+2. partitions whose day holds at most twice `SAMPLING_BATCH_SIZE` offsets (or all, when it is
+   empty) are read whole by one consumer assigned to all of them (`reading`), and records are
+   attributed to days and hours by their own timestamps (`attribution`);
+3. at the same time, on a second consumer, the bigger partitions are sampled in blocks spread
+   over the day's hours, a round of blocks for all of them at once, and estimated with a 95 %
+   interval (`estimation`);
+4. truncation is judged from each log's first retained record (`attribution.day_retention`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+
+from recommender_pipeline.measuring import offsets as boundary
+from recommender_pipeline.measuring.attribution import DayTally, Retention, day_retention
+from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, estimate, plan_blocks
+from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
+from recommender_pipeline.measuring.offsets import Key
+from recommender_pipeline.measuring.reading import Range, read_ranges
+from recommender_pipeline.measuring.windows import (
+    DAY_MS,
+    HOUR_MS,
+    HOURS_PER_DAY,
+    day_end_ms,
+    day_start_ms,
+    iso_utc,
+    unmeasurable_reason,
+)
+
+METHOD = Method.SAMPLING_RECORDS
+EXACT_UP_TO = 2  # a partition-day of at most this many times the budget is read whole: as cheap as sampling
+# Blocks want tens of records, not the megabyte a bulk read prefetches per partition.
+SAMPLE_FETCH = {"max.partition.fetch.bytes": 262_144, "fetch.wait.max.ms": 10}
+SAMPLE_READERS = 1  # consumers reading rounds of blocks side by side
+
+
+@dataclass(frozen=True)
+class SamplingLimits:
+    """The sampling variables, given their meaning here."""
+
+    max_records_per_partition: int | None  # SAMPLING_BATCH_SIZE; None reads every record
+    poll_timeout_seconds: float  # SAMPLING_TIMEOUT_SECONDS
+    max_empty_polls: int  # SAMPLING_MAX_CONSECUTIVE_NULLS: no progress for their product fails a topic
+    skew_ms: int = 900_000  # TIMESTAMP_SKEW_SECONDS: how late a record may be appended after its day
+    seed: int | None = None  # fixes the sampled blocks (benchmarks); None draws them per topic-day
+
+    @property
+    def stall_seconds(self) -> float:
+        return self.poll_timeout_seconds * self.max_empty_polls
+
+
+@dataclass
+class PartitionDay:
+    """One partition's offsets around the day and what was found there."""
+
+    key: Key
+    first: int  # the broker's first offset at the day's start: no earlier record is in the day
+    stable: int  # the last stable offset: the log's readable end
+    log_start: int
+    stop_hint: int  # the broker's first offset at day end + skew (-1: none); a lower bound
+    end_hint: int  # the broker's first offset at day end (-1: none)
+    hour_hints: list[int] = field(default_factory=list)
+    estimate: Estimate | None = None
+    offsets: int = 0  # offsets spanned by the day's read or sample
+    read: int = 0  # records actually read
+    late: int = 0
+    first_timestamp: int | None = None  # of the first readable record at `first`
+    sampled: bool = False
+
+    def hint(self, offset: int) -> int:
+        """A boundary offset, or the readable end when the broker has no record at that time."""
+        return self.stable if offset < 0 else min(max(offset, self.first), self.stable)
+
+
+class DayMeasurer:
+    """Measures the topics of one cluster for one UTC day, all partitions in one pass."""
+
+    def __init__(
+        self,
+        admin: AdminClient,
+        consumer_factory: Callable[[dict], Consumer],
+        day: date,
+        limits: SamplingLimits,
+        log: Callable[[str], None] = lambda _: None,
+    ):
+        self.admin = admin
+        self.consumer_factory = consumer_factory
+        self.day = day
+        self.limits = limits
+        self.log = log
+        self.start_ms, self.end_ms = day_start_ms(day), day_end_ms(day)
+
+    def measure(self, topics: Iterable[TopicSpec]) -> list[Measurement]:
+        started = time.monotonic()
+        measured_at = int(time.time() * 1000)
+        rows: dict[str, Measurement] = {}
+        errors: dict[str, str] = {}
+        live = self.admin.list_topics(timeout=30).topics
+        todo: list[TopicSpec] = []
+        for spec in topics:
+            row = rows[spec.topic] = Measurement.planned(spec, self.day, measured_at, METHOD)
+            reason = unmeasurable_reason(self.day, spec.retention_ms, measured_at)
+            if spec.topic not in live or live[spec.topic].error is not None:
+                errors[spec.topic] = "topic no longer exists on the cluster (deleted after the inventory?)"
+            elif reason:
+                row.status, row.reason = Status.NOT_MEASURABLE, reason
+            else:
+                row.partitions = len(live[spec.topic].partitions)
+                todo.append(spec)
+
+        parts = self._locate([(s.topic, p) for s in todo for p in range(rows[s.topic].partitions)], errors)
+        exact = [part for part in parts.values() if not part.sampled]
+        sampled = [part for part in parts.values() if part.sampled]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            sampling = pool.submit(self._sample, sampled, errors) if sampled else None
+            if exact:
+                consumer = self.consumer_factory({})
+                try:
+                    self._read_exactly(consumer, exact, errors)
+                finally:
+                    consumer.close()
+            if sampling is not None:
+                sampling.result()
+
+        by_topic: dict[str, list[PartitionDay]] = {}
+        for part in parts.values():
+            by_topic.setdefault(part.key[0], []).append(part)
+        for spec in todo:
+            row = rows[spec.topic]
+            if spec.topic not in errors and spec.topic in by_topic:
+                self._fill(row, sorted(by_topic[spec.topic], key=lambda p: p.key[1]), measured_at)
+        for topic, reason in errors.items():
+            rows[topic].status, rows[topic].reason = Status.ERROR, reason
+        elapsed = round(time.monotonic() - started, 3)
+        for row in rows.values():
+            row.duration_seconds = elapsed
+        read = sum(part.read for part in parts.values())
+        self.log(f"{self.day}: {len(rows)} topics, {len(parts)} partitions, {read:,} records read in {elapsed}s")
+        return list(rows.values())
+
+    def _locate(self, keys: list[Key], errors: dict[str, str]) -> dict[Key, PartitionDay]:
+        """Every partition's boundary offsets, in one round of requests (two with sampling)."""
+        answers = boundary.list_offsets(
+            self.admin,
+            {
+                "first": boundary.at_time(keys, self.start_ms),
+                "end": boundary.at_time(keys, self.end_ms),
+                "stop": boundary.at_time(keys, self.end_ms + self.limits.skew_ms),
+                "stable": boundary.last_stable(keys),
+                "log_start": boundary.log_start(keys),
+            },
+            errors,
+        )
+        parts = {}
+        for key in keys:
+            if key[0] in errors:
+                continue
+            stable = answers["stable"][key]
+            first = answers["first"][key]
+            parts[key] = PartitionDay(
+                key,
+                first=stable if first < 0 else min(first, stable),
+                stable=stable,
+                log_start=answers["log_start"][key],
+                stop_hint=answers["stop"][key],
+                end_hint=answers["end"][key],
+            )
+        cap = self.limits.max_records_per_partition
+        for part in parts.values():
+            part.sampled = cap is not None and part.hint(part.stop_hint) - part.first > EXACT_UP_TO * cap
+        sampled = [part.key for part in parts.values() if part.sampled]
+        if sampled:
+            hours = boundary.list_offsets(
+                self.admin,
+                {str(h): boundary.at_time(sampled, self.start_ms + h * HOUR_MS) for h in range(1, HOURS_PER_DAY)},
+                errors,
+            )
+            for key in sampled:
+                parts[key].hour_hints = [hours[str(h)].get(key, -1) for h in range(1, HOURS_PER_DAY)]
+        return parts
+
+    def _read_exactly(self, consumer: Consumer, parts: list[PartitionDay], errors: dict[str, str]) -> None:
+        """Reads every record of the day of each partition, all of them in one pass."""
+        stop_at = self.end_ms + self.limits.skew_ms
+        ranges = {part.key: Range(part.first, part.stable, DayTally(self.start_ms), stop_at=stop_at) for part in parts}
+        errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds))
+        for part in parts:
+            span = ranges[part.key]
+            part.estimate = Estimate.exact(span.tally)
+            part.offsets = (span.covered_to or span.start) - span.start
+            part.read, part.late, part.first_timestamp = span.read, span.tally.late, span.tally.first_timestamp
+
+    def _sample(self, parts: list[PartitionDay], errors: dict[str, str]) -> None:
+        """Samples the big partitions in rounds of blocks, every partition in each round."""
+        consumer = self.consumer_factory(SAMPLE_FETCH)
+        try:
+            # The first record at or after the stop hint must be past the bound, or the hint came
+            # from a transaction marker stamped later than its records: then the day is read whole.
+            probes = {
+                part.key: Range(part.stop_hint, part.stable, DayTally(self.start_ms), limit=1)
+                for part in parts
+                if part.stop_hint >= 0
+            }
+            errors.update(read_ranges(consumer, probes, self.limits.stall_seconds))
+            unsure = [
+                part
+                for part in parts
+                if part.key in probes
+                and (probes[part.key].tally.first_timestamp or 0) < self.end_ms + self.limits.skew_ms
+                and probes[part.key].tally.first_timestamp is not None
+            ]
+            for part in unsure:
+                part.sampled = False
+            self._read_exactly(consumer, unsure, errors)
+            parts = [part for part in parts if part.sampled]
+            # The first readable record tells whether the log's head was deleted inside the day.
+            heads = {
+                part.key: Range(part.first, part.stable, DayTally(self.start_ms), limit=1)
+                for part in parts
+                if 0 < part.log_start == part.first
+            }
+            errors.update(read_ranges(consumer, heads, self.limits.stall_seconds))
+            for part in parts:
+                if part.key in heads:
+                    part.first_timestamp = heads[part.key].tally.first_timestamp
+        finally:
+            consumer.close()
+        self._read_blocks(parts, errors)
+
+    def _read_blocks(self, parts: list[PartitionDay], errors: dict[str, str]) -> None:
+        cap = self.limits.max_records_per_partition or 0
+        by_key = {part.key: part for part in parts}
+        plans: dict[Key, tuple[list[Stratum], list[Block]]] = {}
+        for part in parts:
+            end = part.hint(part.stop_hint)
+            # Strata: the 24 hours as the broker's time index sees them, then the skew tail.
+            edges = [part.first, *(min(part.hint(h), end) for h in part.hour_hints), min(part.hint(part.end_hint), end)]
+            edges = [max(edges[: i + 1]) for i in range(len(edges))] + [end]
+            plans[part.key] = plan_blocks(edges, cap, random.Random(self._seed(part.key)))
+            part.offsets = end - part.first
+        tallies = {key: [DayTally(self.start_ms) for _ in blocks] for key, (_, blocks) in plans.items()}
+        rounds = max((len(blocks) for _, blocks in plans.values()), default=0)
+
+        def read_rounds(first_round: int) -> None:
+            """Every SAMPLE_READERS-th round of blocks, each round all partitions at once."""
+            consumer = self.consumer_factory(SAMPLE_FETCH)
+            try:
+                for index in range(first_round, rounds, SAMPLE_READERS):
+                    ranges = {
+                        key: Range(blocks[index].start, blocks[index].end, tallies[key][index])
+                        for key, (_, blocks) in plans.items()
+                        if index < len(blocks)
+                    }
+                    errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds))
+                    for key, span in ranges.items():
+                        by_key[key].read += span.read
+                        by_key[key].late += span.tally.late
+            finally:
+                consumer.close()
+
+        # A round costs a fetch round trip, so readers with their own consumers overlap them.
+        with ThreadPoolExecutor(max_workers=SAMPLE_READERS) as pool:
+            list(pool.map(read_rounds, range(min(SAMPLE_READERS, rounds))))
+        for part in parts:
+            strata, blocks = plans[part.key]
+            part.estimate = estimate(strata, blocks, tallies[part.key])
+
+    def _seed(self, key: Key) -> int:
+        base = self.limits.seed if self.limits.seed is not None else random.randrange(2**32)
+        return zlib.crc32(f"{key[0]}:{key[1]}:{self.day}".encode()) ^ base
+
+    def _fill(self, row: Measurement, parts: list[PartitionDay], measured_at: int) -> None:
+        """The topic-day's numbers from its partitions."""
+        total = Estimate.zero()
+        for part in parts:
+            total = total + part.estimate
+        retention = {
+            part.key[1]: day_retention(part.log_start, part.first, part.first_timestamp, self.start_ms, self.end_ms)
+            for part in parts
+        }
+        lost = sorted(p for p, kept in retention.items() if kept is Retention.LOST)
+        partial = sorted(p for p, kept in retention.items() if kept is Retention.PARTIAL)
+        sampled = [part for part in parts if part.sampled]
+        records = round(total.records)
+        total_bytes = round(total.bytes)
+        window_seconds = (DAY_MS if measured_at >= self.end_ms else max(measured_at - self.start_ms, 1)) / 1000
+        hour, peak, peak_low, peak_high = total.peak()
+        bytes_low, bytes_high = total.bytes_interval()
+        partition_bytes = [part.estimate.bytes for part in parts]
+        mean_partition = sum(partition_bytes) / len(partition_bytes) if partition_bytes else 0.0
+
+        reasons = []
+        if lost:
+            reasons.append(f"partitions {lost} lost the day to deletion (log start moved past it)")
+        if partial:
+            reasons.append(f"partitions {partial} lost part of the day to deletion")
+        empty = sum(1 for part in parts if part.estimate.records == 0)
+        if empty and records:
+            reasons.append(f"{empty} of {len(parts)} partitions had no records this day")
+        elif not records and not lost:
+            reasons.append(f"{len(parts)} of {len(parts)} partitions had no records this day")
+        if sampled:
+            cap = self.limits.max_records_per_partition
+            reasons.append(
+                f"estimated: {len(sampled)} of {len(parts)} partitions held more than "
+                f"{EXACT_UP_TO} x SAMPLING_BATCH_SIZE={cap} records and were sampled"
+            )
+        late = sum(part.late for part in parts)
+        if late:
+            reasons.append(f"{late} records were appended after the next day had begun")
+        if measured_at < self.end_ms:
+            reasons.append("day still open: measured up to " + iso_utc(measured_at))
+
+        if records:
+            status = Status.MEASURED
+        elif lost:
+            status = Status.NOT_MEASURABLE
+        else:
+            status = Status.EMPTY
+        row.status = status
+        row.reason = "; ".join(reasons)
+        row.exact = not sampled and not lost and not partial
+        row.partial = bool(lost or partial) and status is not Status.NOT_MEASURABLE
+        row.records = records
+        row.bytes = total_bytes
+        row.offsets_in_window = sum(part.offsets for part in parts)
+        row.sampled_records = sum(part.read for part in parts)
+        row.retained_records = sum(max(part.stable - part.log_start, 0) for part in parts)
+        row.late_records = late
+        row.mean_record_bytes = total.bytes / total.records if total.records else 0.0
+        row.avg_ingress_bytes_per_sec = total.bytes / window_seconds
+        row.peak_ingress_bytes_per_sec = peak
+        row.peak_bucket_start = iso_utc(self.start_ms + hour * HOUR_MS) if total_bytes else None
+        row.bytes_ci_low, row.bytes_ci_high = (bytes_low, bytes_high) if sampled else (total.bytes, total.bytes)
+        row.peak_ci_low, row.peak_ci_high = (peak_low, peak_high) if sampled else (peak, peak)
+        row.partition_bytes = "[" + ",".join(str(round(b)) for b in partition_bytes) + "]"
+        row.skew = max(partition_bytes) / mean_partition if mean_partition else 0.0
