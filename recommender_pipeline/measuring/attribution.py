@@ -25,10 +25,11 @@ def record_size(message: Message) -> int:
     """Key + value + header keys and values, in bytes; absent parts count as zero."""
     size = len(message.key() or b"") + len(message.value() or b"")
     headers = message.headers()
-    if headers:
-        for key, value in headers:
-            size += len(key.encode()) + len(value or b"")
-    return size
+    return size + header_size(headers) if headers else size
+
+
+def header_size(headers: list[tuple[str, bytes | None]]) -> int:
+    return sum(len(key.encode()) + len(value or b"") for key, value in headers)
 
 
 @dataclass

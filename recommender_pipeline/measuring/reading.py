@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from recommender_pipeline.measuring.attribution import DayTally, record_size
+from recommender_pipeline.measuring.attribution import DayTally, header_size
 from recommender_pipeline.measuring.offsets import Key
 
 CONSUME_BATCH = 1_000  # consume() costs grow with the batch asked for, even when less is queued
@@ -39,7 +39,7 @@ def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: 
 
     A partition that makes no progress for `stall_seconds` fails its topic, not the others.
     """
-    pending = {key for key, span in ranges.items() if span.end > span.start}
+    pending = {key: span for key, span in ranges.items() if span.end > span.start}
     for key, span in ranges.items():
         if key not in pending:
             span.covered_to = span.start
@@ -49,14 +49,15 @@ def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: 
 
     def finish(key: Key, covered_to: int) -> None:
         ranges[key].covered_to = covered_to
-        pending.discard(key)
+        del pending[key]
         consumer.pause([TopicPartition(*key)])
 
-    consumer.assign([TopicPartition(*key, ranges[key].start) for key in pending])
+    consumer.assign([TopicPartition(*key, span.start) for key, span in pending.items()])
     last_progress = time.monotonic()
     try:
         while pending:
             messages = consumer.consume(CONSUME_BATCH, timeout=0) or consumer.consume(1, timeout=IDLE_WAIT_SECONDS)
+            # The hot loop: one dict lookup and the message's own accessors per record.
             for message in messages:
                 error = message.error()
                 if error is not None:
@@ -64,9 +65,9 @@ def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: 
                         errors.setdefault(message.topic() or "", error.str())
                     continue
                 key = (message.topic(), message.partition())
-                if key not in pending:
+                span = pending.get(key)
+                if span is None:
                     continue
-                span = ranges[key]
                 offset = message.offset()
                 if offset < span.start:  # left over from an earlier assignment
                     continue
@@ -77,7 +78,11 @@ def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: 
                 if span.stop_at is not None and timestamp >= span.stop_at:
                     finish(key, offset)
                     continue
-                span.tally.add(timestamp, record_size(message))
+                size = len(message.key() or b"") + len(message.value() or b"")
+                headers = message.headers()
+                if headers:
+                    size += header_size(headers)
+                span.tally.add(timestamp, size)
                 span.read += 1
                 if offset == span.end - 1 or (span.limit is not None and span.read >= span.limit):
                     finish(key, offset + 1)
