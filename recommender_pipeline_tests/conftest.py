@@ -27,7 +27,7 @@ from recommender_pipeline.checks import ALL_CHECKS
 from recommender_pipeline.partitions import topic_key, topics_partitions
 from recommender_pipeline.resources import MeasurementStoreResource, build_resources
 from recommender_pipeline.settings import Settings
-from recommender_pipeline_tests.known_truth import Dataset, build_dataset
+from recommender_pipeline_tests.known_truth import Dataset, LogDataset, build_attribution_dataset, build_dataset
 from recommender_pipeline_tests.openapi import SPEC_DIR, Specs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +112,13 @@ def dataset(kafka_bootstrap: str) -> Dataset:
     return build_dataset(kafka_bootstrap)
 
 
+@pytest.fixture(scope="session")
+def attribution(kafka_bootstrap: str) -> LogDataset:
+    """Production-shaped logs (late event times, exactly-once, truncation, LogAppendTime, random
+    sizes, compaction), produced once per session; the truth follows from the logs as produced."""
+    return build_attribution_dataset(kafka_bootstrap)
+
+
 @pytest.fixture
 def prefix() -> str:
     """A unique topic-name prefix, so tests sharing the broker never see each other's topics."""
@@ -182,19 +189,24 @@ def configure(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, tmp_path: P
     """Sets the configuration variables for a test (the rest are unset)."""
 
     def apply(**variables: object) -> None:
-        for name in CONFIG_VARIABLES:
-            monkeypatch.delenv(name, raising=False)
-        defaults = {
-            "KAFKA_CREDENTIALS": f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{kafka_bootstrap}"}}]',
-            "REPORTS_DIR": str(tmp_path / "reports"),
-            "MEASUREMENT_STORE_PATH": str(tmp_path / "measurements.duckdb"),
-            "SAMPLING_TIMEOUT_SECONDS": "1",
-            "SAMPLING_MAX_CONSECUTIVE_NULLS": "20",
-        }
-        for name, value in {**defaults, **variables}.items():
-            monkeypatch.setenv(name, str(value))
+        apply_configuration(monkeypatch, kafka_bootstrap, tmp_path, **variables)
 
     return apply
+
+
+def apply_configuration(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, tmp_path: Path, **variables) -> None:
+    """Unsets every configuration variable, then sets the test defaults and `variables`."""
+    for name in CONFIG_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    defaults = {
+        "KAFKA_CREDENTIALS": f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{kafka_bootstrap}"}}]',
+        "REPORTS_DIR": str(tmp_path / "reports"),
+        "MEASUREMENT_STORE_PATH": str(tmp_path / "measurements.duckdb"),
+        "SAMPLING_TIMEOUT_SECONDS": "1",
+        "SAMPLING_MAX_CONSECUTIVE_NULLS": "20",
+    }
+    for name, value in {**defaults, **variables}.items():
+        monkeypatch.setenv(name, str(value))
 
 
 @pytest.fixture

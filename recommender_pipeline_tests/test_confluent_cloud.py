@@ -179,8 +179,8 @@ def test_measuring_300_topics_by_metrics_takes_a_constant_number_of_requests(
     environments = [{"id": "env-1", "clusters": [{"id": "lkc-many", "topic_prefix": prefix}]}]
     with start_emulator(kafka_bootstrap, sasl_bootstrap, environments) as server:
         configure(**cloud_variables(server))
-        from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
         from recommender_pipeline.measuring.measurement import Status, TopicSpec
+        from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
 
         cloud = cloud_resource(tmp_path)
         rows = MetricsDayMeasurer(cloud.query_metrics, "lkc-many", day).measure(

@@ -12,7 +12,7 @@ import random
 import pytest
 
 from recommender_pipeline.measuring.attribution import DayTally, Retention, day_retention
-from recommender_pipeline.measuring.estimation import estimate, plan_blocks
+from recommender_pipeline.measuring.estimation import HOURS, estimate, plan_blocks
 from recommender_pipeline.measuring.windows import HOUR_MS
 
 DAY_START = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000
@@ -74,13 +74,17 @@ def sampled_estimate(log: Log, budget: int, seed: int):
     return estimate(strata, blocks, tallies), read
 
 
-def test_constant_density_and_size_is_estimated_exactly():
+def test_constant_density_and_size_gives_exact_totals():
     log: Log = [(DAY_START + i * 8_640, 100) for i in range(10_000)]  # one record every 8.64 s, 100 B
     result, read = sampled_estimate(log, budget=500, seed=1)
     assert read < 10_000 * 0.1
     assert result.records == pytest.approx(10_000, rel=1e-9)
     assert result.bytes == pytest.approx(1_000_000, rel=1e-9)
-    assert list(result.hour_bytes) == pytest.approx([100 * 10_000 / 24] * 24, rel=0.01)
+    # Hours are estimated inside strata of several hours (a stratum needs enough blocks to judge
+    # its own variance), so they are close, and their intervals hold them.
+    assert list(result.hour_bytes) == pytest.approx([100 * 10_000 / 24] * 24, rel=0.05)
+    half = result.half_widths()[HOURS]
+    assert all(abs(h - 100 * 10_000 / 24) <= w for h, w in zip(result.hour_bytes, half, strict=True))
 
 
 def test_a_budget_that_covers_the_day_reads_it_whole_with_no_uncertainty():
@@ -112,7 +116,7 @@ def test_estimator_is_unbiased_on_gaps_and_its_interval_covers_the_truth():
     bias = sum(errors) / trials
     assert abs(bias) < 0.005, f"mean error {bias:+.4f}"
     assert covered / trials >= 0.9, f"bytes interval covered the truth in {covered}/{trials} trials"
-    assert peak_covered / trials >= 0.85, f"peak interval covered the truth in {peak_covered}/{trials} trials"
+    assert peak_covered / trials >= 0.9, f"peak interval covered the truth in {peak_covered}/{trials} trials"
 
 
 def test_records_of_other_days_in_a_block_are_not_counted():

@@ -35,6 +35,7 @@ from recommender_pipeline.measuring.windows import HOUR_MS, HOURS_PER_DAY
 
 TARGET_BLOCKS = 96  # blocks read per sampled partition: each is one fetch round trip
 MIN_BLOCK_OFFSETS = 4
+MIN_BLOCKS_PER_STRATUM = 8
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,19 @@ def plan_blocks(edges: list[int], budget: int, rng: random.Random) -> tuple[list
     """Strata between consecutive `edges` (offsets, ascending) and the blocks to read in them.
 
     About `budget` offsets are read in all; a stratum whose share covers it is read whole.
+    Neighbouring edges are merged until a stratum gets `MIN_BLOCKS_PER_STRATUM` blocks: its
+    variance is estimated from its own blocks, and two or three would make that guess wild.
     """
     total = edges[-1] - edges[0]
     length = max(MIN_BLOCK_OFFSETS, budget // TARGET_BLOCKS)
+    per_stratum = MIN_BLOCKS_PER_STRATUM * length * total / max(budget, 1)
+    merged = [edges[0]]
+    for edge in edges[1:-1]:
+        if edge - merged[-1] >= per_stratum and edges[-1] - edge >= per_stratum:
+            merged.append(edge)
+    merged.append(edges[-1])
     strata, blocks = [], []
-    for index, (start, end) in enumerate(itertools.pairwise(edges)):
+    for index, (start, end) in enumerate(itertools.pairwise(merged)):
         offsets = end - start
         count = max(1, math.ceil(offsets / length)) if offsets > 0 else 0
         strata.append(Stratum(start, end, count))
@@ -72,14 +81,15 @@ def plan_blocks(edges: list[int], budget: int, rng: random.Random) -> tuple[list
         share = max(2, round(budget * offsets / total / length)) if total else count
         if share >= count:
             chosen: Iterable[int] = range(count)
-        else:  # systematic: evenly spaced from a random start, so no part of the hour is skipped
+        else:  # systematic: evenly spaced from a random start, so no part of the stratum is skipped
             start_at = rng.random()
             chosen = [int((i + start_at) * count / share) for i in range(share)]
         blocks += [Block(index, start + offsets * i // count, start + offsets * (i + 1) // count) for i in chosen]
     return strata, blocks
 
 
-RECORDS, BYTES, HOURS = 0, 1, slice(2, 2 + HOURS_PER_DAY)  # positions in an estimate's vectors
+RECORDS, BYTES, HOURS, LATE = 0, 1, slice(2, 2 + HOURS_PER_DAY), 2 + HOURS_PER_DAY  # positions in the vectors
+WIDTH = LATE + 1
 
 
 @dataclass
@@ -94,12 +104,11 @@ class Estimate:
 
     @classmethod
     def exact(cls, tally: DayTally) -> Estimate:
-        zeros = np.zeros(2 + HOURS_PER_DAY)
-        return cls(np.array([tally.records, tally.bytes, *tally.hour_bytes], dtype=float), zeros, zeros)
+        return cls(_vector(tally), np.zeros(WIDTH), np.zeros(WIDTH))
 
     @classmethod
     def zero(cls) -> Estimate:
-        return cls(np.zeros(2 + HOURS_PER_DAY), np.zeros(2 + HOURS_PER_DAY), np.zeros(2 + HOURS_PER_DAY))
+        return cls(np.zeros(WIDTH), np.zeros(WIDTH), np.zeros(WIDTH))
 
     def __add__(self, other: Estimate) -> Estimate:
         return Estimate(
@@ -117,6 +126,10 @@ class Estimate:
     @property
     def hour_bytes(self) -> np.ndarray:
         return self.totals[HOURS]
+
+    @property
+    def late(self) -> float:
+        return float(self.totals[LATE])
 
     def half_widths(self, tail: float = 0.025) -> np.ndarray:
         """Half-widths of two-sided intervals with `tail` outside on each side: Student's t at
@@ -152,8 +165,8 @@ class Estimate:
 
 def estimate(strata: list[Stratum], blocks: list[Block], tallies: list[DayTally]) -> Estimate:
     """Combines the sampled blocks' tallies (in `blocks`' order) into the partition-day's totals."""
-    # One row per block: records, bytes, 24 hour bytes; and the block's length in offsets.
-    values = np.array([[t.records, t.bytes, *t.hour_bytes] for t in tallies], dtype=float).reshape(len(tallies), -1)
+    # One row per block: records, bytes, 24 hour bytes, late records; and its length in offsets.
+    values = np.array([_vector(t) for t in tallies], dtype=float).reshape(len(tallies), WIDTH)
     lengths = np.array([b.end - b.start for b in blocks], dtype=float)
     which = np.array([b.stratum for b in blocks], dtype=int)
     result = Estimate.zero()
@@ -172,3 +185,7 @@ def estimate(strata: list[Stratum], blocks: list[Block], tallies: list[DayTally]
             result.variance += variance
             result.variance_terms += variance**2 / dof
     return result
+
+
+def _vector(tally: DayTally) -> np.ndarray:
+    return np.array([tally.records, tally.bytes, *tally.hour_bytes, tally.late], dtype=float)

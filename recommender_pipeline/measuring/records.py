@@ -245,6 +245,7 @@ class DayMeasurer:
         cap = self.limits.max_records_per_partition or 0
         by_key = {part.key: part for part in parts}
         plans: dict[Key, tuple[list[Stratum], list[Block]]] = {}
+        day_ends = {part.key: part.hint(part.end_hint) for part in parts}
         for part in parts:
             end = part.hint(part.stop_hint)
             # Strata: the 24 hours as the broker's time index sees them, then the skew tail.
@@ -252,7 +253,12 @@ class DayMeasurer:
             edges = [max(edges[: i + 1]) for i in range(len(edges))] + [end]
             plans[part.key] = plan_blocks(edges, cap, random.Random(self._seed(part.key)))
             part.offsets = end - part.first
-        tallies = {key: [DayTally(self.start_ms) for _ in blocks] for key, (_, blocks) in plans.items()}
+        # A block that starts in the skew tail comes after the next day's first record: its
+        # records of the day are late even if the block holds no record of the next day.
+        tallies = {
+            key: [DayTally(self.start_ms, next_day_seen=block.start >= day_ends[key]) for block in blocks]
+            for key, (_, blocks) in plans.items()
+        }
         rounds = max((len(blocks) for _, blocks in plans.values()), default=0)
 
         def read_rounds(first_round: int) -> None:
@@ -268,7 +274,6 @@ class DayMeasurer:
                     errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds))
                     for key, span in ranges.items():
                         by_key[key].read += span.read
-                        by_key[key].late += span.tally.late
             finally:
                 consumer.close()
 
@@ -278,6 +283,7 @@ class DayMeasurer:
         for part in parts:
             strata, blocks = plans[part.key]
             part.estimate = estimate(strata, blocks, tallies[part.key])
+            part.late = round(part.estimate.late)
 
     def _seed(self, key: Key) -> int:
         """The same data gives the same sample (reproducible reruns); trials vary `seed`."""
