@@ -108,3 +108,31 @@ def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: 
         consumer.resume([TopicPartition(*key) for key in ranges])
         consumer.unassign()
     return {topic: reason for topic, reason in errors.items() if topic}
+
+
+def first_record_at(
+    consumer: Consumer, bounds: Mapping[Key, tuple[int, int]], at_ms: int, stall_seconds: float, errors: dict[str, str]
+) -> dict[Key, int]:
+    """The offset of the first data record stamped at or after `at_ms` in each partition's
+    [low, high), or high when there is none, found by bisection over offsets.
+
+    The broker's time index counts transaction markers, stamped with the commit's wall clock; a
+    read_committed consumer skips them, so probing records finds the boundary the index misses
+    when a producer forwards older event times. It assumes that the records' times grow with
+    their offsets, as they do for a producer that forwards them in order.
+    """
+    low = {key: bound[0] for key, bound in bounds.items()}
+    high = {key: bound[1] for key, bound in bounds.items()}
+    while probes := {
+        key: Range((low[key] + high[key]) // 2, high[key], DayTally(0), limit=1) for key in low if low[key] < high[key]
+    }:
+        errors.update(read_ranges(consumer, probes, stall_seconds))
+        for key, probe in probes.items():
+            found = probe.tally.first_timestamp
+            if found is None:  # no data record from the probe's start on
+                high[key] = probe.start
+            elif found >= at_ms:
+                high[key] = (probe.covered_to or probe.end) - 1
+            else:
+                low[key] = probe.covered_to or probe.end
+    return high

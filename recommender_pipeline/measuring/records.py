@@ -30,7 +30,7 @@ from recommender_pipeline.measuring.attribution import DayTally, Retention, day_
 from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, estimate, plan_blocks
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.offsets import Key
-from recommender_pipeline.measuring.reading import Range, read_ranges
+from recommender_pipeline.measuring.reading import Range, first_record_at, read_ranges
 from recommender_pipeline.measuring.windows import (
     DAY_MS,
     HOUR_MS,
@@ -80,6 +80,7 @@ class PartitionDay:
     late: int = 0
     first_timestamp: int | None = None  # of the first readable record at `first`
     sampled: bool = False
+    stop: int = 0  # sampled partitions: the first data record past the day and its bound
 
     def hint(self, offset: int) -> int:
         """A boundary offset, or the readable end when the broker has no record at that time."""
@@ -180,8 +181,11 @@ class DayMeasurer:
                 end_hint=answers["end"][key],
             )
         cap = self.limits.max_records_per_partition
+        # The offset for the day's end may be a marker's, too early: a partition whose readable
+        # log from the day's start exceeds the budget is confirmed by the sampler, which reads it
+        # whole after all when its day turns out small.
         for part in parts.values():
-            part.sampled = cap is not None and part.hint(part.stop_hint) - part.first > EXACT_UP_TO * cap
+            part.sampled = cap is not None and part.stable - part.first > EXACT_UP_TO * cap
         sampled = [part.key for part in parts.values() if part.sampled]
         if sampled:
             hours = boundary.list_offsets(
@@ -208,38 +212,51 @@ class DayMeasurer:
         """Samples the big partitions in rounds of blocks, every partition in each round."""
         consumer = self.consumer_factory(SAMPLE_FETCH)
         try:
-            # The first record at or after the stop hint must be past the bound, or the hint came
-            # from a transaction marker stamped later than its records: then the day is read whole.
-            probes = {
-                part.key: Range(part.stop_hint, part.stable, DayTally(self.start_ms), limit=1)
-                for part in parts
-                if part.stop_hint >= 0
-            }
-            errors.update(read_ranges(consumer, probes, self.limits.stall_seconds))
-            unsure = [
-                part
-                for part in parts
-                if part.key in probes
-                and (probes[part.key].tally.first_timestamp or 0) < self.end_ms + self.limits.skew_ms
-                and probes[part.key].tally.first_timestamp is not None
-            ]
-            for part in unsure:
-                part.sampled = False
-            self._read_exactly(consumer, unsure, errors)
-            parts = [part for part in parts if part.sampled]
-            # The first readable record tells whether the log's head was deleted inside the day.
-            heads = {
-                part.key: Range(part.first, part.stable, DayTally(self.start_ms), limit=1)
-                for part in parts
-                if 0 < part.log_start == part.first
-            }
-            errors.update(read_ranges(consumer, heads, self.limits.stall_seconds))
+            bound = self.end_ms + self.limits.skew_ms
             for part in parts:
-                if part.key in heads:
-                    part.first_timestamp = heads[part.key].tally.first_timestamp
+                part.stop = part.hint(part.stop_hint)
+            # The broker's offsets for the day's start and for its end plus the bound are lower
+            # bounds: a transaction marker stamped later than its records may have answered
+            # first. A probe of the records themselves confirms each, or a bisection finds it.
+            self._confirm(consumer, parts, bound, errors, end=True)
+            self._confirm(consumer, parts, self.start_ms, errors, end=False)
+            cap = self.limits.max_records_per_partition or 0
+            small = [part for part in parts if part.stop - part.first <= EXACT_UP_TO * cap]
+            for part in small:
+                part.sampled = False
+            self._read_exactly(consumer, small, errors)
         finally:
             consumer.close()
-        self._read_blocks(parts, errors)
+        self._read_blocks([part for part in parts if part.sampled], errors)
+
+    def _confirm(
+        self, consumer: Consumer, parts: list[PartitionDay], at_ms: int, errors: dict[str, str], *, end: bool
+    ) -> None:
+        """Moves each partition's `stop` (end=True) or `first` to the first data record stamped at
+        or after `at_ms`; the probe of `first` also tells whether the log's head was deleted."""
+        start = {part.key: part.stop if end else part.first for part in parts}
+        probes = {
+            part.key: Range(start[part.key], part.stable, DayTally(self.start_ms), limit=1)
+            for part in parts
+            if start[part.key] < part.stable
+        }
+        errors.update(read_ranges(consumer, probes, self.limits.stall_seconds))
+        searches = {}
+        for part in parts:
+            probe = probes.get(part.key)
+            found = probe.tally.first_timestamp if probe else None
+            if not end:
+                part.first_timestamp = found
+            if found is not None and found < at_ms:
+                searches[part.key] = ((probe.covered_to or probe.end), part.stop if not end else part.stable)
+        if searches:
+            offsets = first_record_at(consumer, searches, at_ms, self.limits.stall_seconds, errors)
+            for part in parts:
+                if part.key in offsets:
+                    if end:
+                        part.stop = offsets[part.key]
+                    else:
+                        part.first = offsets[part.key]
 
     def _read_blocks(self, parts: list[PartitionDay], errors: dict[str, str]) -> None:
         cap = self.limits.max_records_per_partition or 0
@@ -247,7 +264,7 @@ class DayMeasurer:
         plans: dict[Key, tuple[list[Stratum], list[Block]]] = {}
         day_ends = {part.key: part.hint(part.end_hint) for part in parts}
         for part in parts:
-            end = part.hint(part.stop_hint)
+            end = part.stop
             # Strata: the 24 hours as the broker's time index sees them, then the skew tail.
             edges = [part.first, *(min(part.hint(h), end) for h in part.hour_hints), min(part.hint(part.end_hint), end)]
             edges = [max(edges[: i + 1]) for i in range(len(edges))] + [end]
