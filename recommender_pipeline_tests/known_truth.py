@@ -561,3 +561,13 @@ def read_log(bootstrap: str, topic: str, partitions: int) -> list[list[Record]]:
     finally:
         consumer.close()
     return logs
+
+
+def in_interval(row, quantity: str, truth: float, widen: float = 1.5) -> bool:
+    """Whether `truth` lies in the row's 95 % interval of `quantity` ("bytes" or "peak"), widened
+    `widen` times about its centre. A test draws one fixed sample, so a bare 95 % interval would
+    fail one configuration in twenty for no fault; 1.5 times is about a 99.7 % interval. The 95 %
+    coverage itself is checked over many seeds by the unit tests and the benchmark."""
+    low, high = float(row[f"{quantity}_ci_low"]), float(row[f"{quantity}_ci_high"])
+    centre, half = (low + high) / 2, (high - low) / 2
+    return abs(truth - centre) <= widen * half

@@ -33,8 +33,12 @@ from scipy import stats
 from recommender_pipeline.measuring.attribution import DayTally
 from recommender_pipeline.measuring.windows import HOUR_MS, HOURS_PER_DAY
 
-TARGET_BLOCKS = 96  # blocks read per sampled partition: each is one fetch round trip
+TARGET_BLOCKS = 192  # blocks read per sampled partition: each round of blocks is one fetch round trip
 MIN_BLOCK_OFFSETS = 4
+# Reading this many records costs about one round trip to the broker (a local broker reads about
+# 500,000 records/s, and a round of blocks takes 2-3 ms): below that, reading whole is cheaper.
+RECORDS_PER_ROUND_TRIP = 1_000
+EXACT_UP_TO = 2  # and never sample a day of less than twice the budget
 MIN_BLOCKS_PER_STRATUM = 8
 
 
@@ -56,6 +60,17 @@ class Stratum:
         return self.end - self.start
 
 
+def block_length(budget: int) -> int:
+    return max(MIN_BLOCK_OFFSETS, budget // TARGET_BLOCKS)
+
+
+def worth_sampling(offsets: int, budget: int) -> bool:
+    """Whether sampling a partition-day of `offsets` costs less than reading it whole: a
+    partition is read exactly whenever that costs no more."""
+    rounds = math.ceil(budget / block_length(budget))
+    return offsets > max(EXACT_UP_TO * budget, rounds * RECORDS_PER_ROUND_TRIP)
+
+
 def plan_blocks(edges: list[int], budget: int, rng: random.Random) -> tuple[list[Stratum], list[Block]]:
     """Strata between consecutive `edges` (offsets, ascending) and the blocks to read in them.
 
@@ -64,7 +79,7 @@ def plan_blocks(edges: list[int], budget: int, rng: random.Random) -> tuple[list
     variance is estimated from its own blocks, and two or three would make that guess wild.
     """
     total = edges[-1] - edges[0]
-    length = max(MIN_BLOCK_OFFSETS, budget // TARGET_BLOCKS)
+    length = block_length(budget)
     per_stratum = MIN_BLOCKS_PER_STRATUM * length * total / max(budget, 1)
     merged = [edges[0]]
     for edge in edges[1:-1]:

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from recommender_pipeline.measuring.attribution import DayTally, header_size
 from recommender_pipeline.measuring.offsets import Key
 
-CONSUME_BATCH = 1_000  # consume() costs grow with the batch asked for, even when less is queued
+CONSUME_BATCH = 500  # consume() costs grow with the batch asked for, even when less is queued
 IDLE_WAIT_SECONDS = 0.01  # how long to block when nothing is queued, before checking positions
 
 
@@ -47,10 +47,18 @@ def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: 
     if not pending:
         return errors
 
+    finished: list[TopicPartition] = []
+
     def finish(key: Key, covered_to: int) -> None:
         ranges[key].covered_to = covered_to
         del pending[key]
-        consumer.pause([TopicPartition(*key)])
+        finished.append(TopicPartition(*key))
+
+    def pause_finished() -> None:
+        """Stops the fetches of the partitions that are done, all in one call."""
+        if finished:
+            consumer.pause(finished)
+            finished.clear()
 
     consumer.assign([TopicPartition(*key, span.start) for key, span in pending.items()])
     last_progress = time.monotonic()
@@ -86,6 +94,7 @@ def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: 
                 span.read += 1
                 if offset == span.end - 1 or (span.limit is not None and span.read >= span.limit):
                     finish(key, offset + 1)
+            pause_finished()
             if messages:
                 last_progress = time.monotonic()
                 continue
@@ -95,6 +104,7 @@ def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: 
                 key = (tp.topic, tp.partition)
                 if tp.offset >= ranges[key].end:
                     finish(key, ranges[key].end)
+            pause_finished()
             if pending and time.monotonic() - last_progress > stall_seconds:
                 for topic, partition in sorted(pending):
                     errors.setdefault(

@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.measuring import offsets as boundary
 from recommender_pipeline.measuring.attribution import DayTally, Retention, day_retention
-from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, estimate, plan_blocks
+from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, estimate, plan_blocks, worth_sampling
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.offsets import Key
 from recommender_pipeline.measuring.reading import Range, first_record_at, read_ranges
@@ -42,7 +42,6 @@ from recommender_pipeline.measuring.windows import (
 )
 
 METHOD = Method.SAMPLING_RECORDS
-EXACT_UP_TO = 2  # a partition-day of at most this many times the budget is read whole: as cheap as sampling
 # Blocks want tens of records, not the megabyte a bulk read prefetches per partition.
 SAMPLE_FETCH = {"max.partition.fetch.bytes": 262_144, "fetch.wait.max.ms": 10}
 SAMPLE_READERS = 1  # consumers reading rounds of blocks side by side
@@ -71,8 +70,8 @@ class PartitionDay:
     first: int  # the broker's first offset at the day's start: no earlier record is in the day
     stable: int  # the last stable offset: the log's readable end
     log_start: int
-    stop_hint: int  # the broker's first offset at day end + skew (-1: none); a lower bound
-    end_hint: int  # the broker's first offset at day end (-1: none)
+    stop_hint: int = -1  # sampled: the broker's first offset at day end + skew (-1: none); a lower bound
+    end_hint: int = -1  # sampled: the broker's first offset at day end (-1: none)
     hour_hints: list[int] = field(default_factory=list)
     estimate: Estimate | None = None
     offsets: int = 0  # offsets spanned by the day's read or sample
@@ -154,13 +153,12 @@ class DayMeasurer:
         return list(rows.values())
 
     def _locate(self, keys: list[Key], errors: dict[str, str]) -> dict[Key, PartitionDay]:
-        """Every partition's boundary offsets, in one round of requests (two with sampling)."""
+        """Every partition's boundary offsets: one round of requests for all partitions, and one
+        more for those big enough to sample."""
         answers = boundary.list_offsets(
             self.admin,
             {
                 "first": boundary.at_time(keys, self.start_ms),
-                "end": boundary.at_time(keys, self.end_ms),
-                "stop": boundary.at_time(keys, self.end_ms + self.limits.skew_ms),
                 "stable": boundary.last_stable(keys),
                 "log_start": boundary.log_start(keys),
             },
@@ -170,31 +168,25 @@ class DayMeasurer:
         for key in keys:
             if key[0] in errors:
                 continue
-            stable = answers["stable"][key]
-            first = answers["first"][key]
-            parts[key] = PartitionDay(
-                key,
-                first=stable if first < 0 else min(first, stable),
-                stable=stable,
-                log_start=answers["log_start"][key],
-                stop_hint=answers["stop"][key],
-                end_hint=answers["end"][key],
-            )
-        cap = self.limits.max_records_per_partition
+            stable, first = answers["stable"][key], answers["first"][key]
+            first = stable if first < 0 else min(first, stable)
+            parts[key] = PartitionDay(key, first=first, stable=stable, log_start=answers["log_start"][key])
         # The offset for the day's end may be a marker's, too early: a partition whose readable
-        # log from the day's start exceeds the budget is confirmed by the sampler, which reads it
-        # whole after all when its day turns out small.
-        for part in parts.values():
-            part.sampled = cap is not None and part.stable - part.first > EXACT_UP_TO * cap
-        sampled = [part.key for part in parts.values() if part.sampled]
+        # log from the day's start is worth sampling goes to the sampler, which confirms the day's
+        # end and reads it whole after all when the day turns out small.
+        cap = self.limits.max_records_per_partition
+        sampled = [key for key, part in parts.items() if cap and worth_sampling(part.stable - part.first, cap)]
         if sampled:
-            hours = boundary.list_offsets(
-                self.admin,
-                {str(h): boundary.at_time(sampled, self.start_ms + h * HOUR_MS) for h in range(1, HOURS_PER_DAY)},
-                errors,
+            times = {"end": self.end_ms, "stop": self.end_ms + self.limits.skew_ms}
+            times |= {str(h): self.start_ms + h * HOUR_MS for h in range(1, HOURS_PER_DAY)}
+            hints = boundary.list_offsets(
+                self.admin, {name: boundary.at_time(sampled, at) for name, at in times.items()}, errors
             )
             for key in sampled:
-                parts[key].hour_hints = [hours[str(h)].get(key, -1) for h in range(1, HOURS_PER_DAY)]
+                part = parts[key]
+                part.sampled = True
+                part.end_hint, part.stop_hint = hints["end"].get(key, -1), hints["stop"].get(key, -1)
+                part.hour_hints = [hints[str(h)].get(key, -1) for h in range(1, HOURS_PER_DAY)]
         return parts
 
     def _read_exactly(self, consumer: Consumer, parts: list[PartitionDay], errors: dict[str, str]) -> None:
@@ -221,7 +213,7 @@ class DayMeasurer:
             self._confirm(consumer, parts, bound, errors, end=True)
             self._confirm(consumer, parts, self.start_ms, errors, end=False)
             cap = self.limits.max_records_per_partition or 0
-            small = [part for part in parts if part.stop - part.first <= EXACT_UP_TO * cap]
+            small = [part for part in parts if not worth_sampling(part.stop - part.first, cap)]
             for part in small:
                 part.sampled = False
             self._read_exactly(consumer, small, errors)
@@ -339,8 +331,8 @@ class DayMeasurer:
         if sampled:
             cap = self.limits.max_records_per_partition
             reasons.append(
-                f"estimated: {len(sampled)} of {len(parts)} partitions held more than "
-                f"{EXACT_UP_TO} x SAMPLING_BATCH_SIZE={cap} records and were sampled"
+                f"estimated: {len(sampled)} of {len(parts)} partitions were sampled "
+                f"(SAMPLING_BATCH_SIZE={cap} records each, far fewer than they held)"
             )
         late = sum(part.late for part in parts)
         if late:
