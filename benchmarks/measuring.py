@@ -840,6 +840,10 @@ def large_topic(
         bytes_errors = [abs(t["bytes_error"]) for t in trial_rows if t["bytes_error"] is not None]
         peak_errors = [abs(t["peak_error"]) for t in trial_rows if t["peak_error"] is not None]
         n = len(trial_rows)
+        # A partition-day too small to be worth sampling is read whole: the speed targets of the
+        # capped read then compare two exact reads, and do not apply.
+        sampled = any(not t["exact"] for t in trial_rows)
+        whole = "n/a: read whole"
         figures += [
             Figure(
                 f"capped read {CAP:,}/partition: seconds (median)",
@@ -847,8 +851,8 @@ def large_topic(
                 capped_seconds,
                 raw.seconds,
                 ratio(capped_seconds, raw.seconds),
-                target="<= 0.10x",
-                met=capped_seconds <= 0.10 * raw.seconds,
+                target="<= 0.10x" if sampled else whole,
+                met=capped_seconds <= 0.10 * raw.seconds if sampled else None,
             ),
             Figure(
                 "capped read: records read (seed 0)",
@@ -899,8 +903,8 @@ def large_topic(
                 capped_seconds,
                 exact.seconds,
                 ratio(capped_seconds, exact.seconds),
-                target="<= 1.00x",
-                met=capped_seconds <= exact.seconds,
+                target="<= 1.00x" if sampled else whole,
+                met=capped_seconds <= exact.seconds if sampled else None,
             ),
         ]
         not_sampled = [t["seed"] for t in trial_rows if t["exact"]]
