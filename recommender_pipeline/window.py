@@ -7,6 +7,7 @@ any day; the average rate divides the bytes by the seconds actually measured.
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 
 import pandas as pd
@@ -28,6 +29,27 @@ def _sum_partition_bytes(lists: list[str]) -> list[int]:
     return totals
 
 
+def _flag(value: object) -> bool:
+    """A stored boolean, NULL (a row from before the column existed) counting as False."""
+    return bool(value) if _known(value) else False
+
+
+def _intervals(measured: list, total_bytes: int, peak: float) -> tuple[float, float, float, float]:
+    """The window's 95 % intervals from its days': days are sampled independently, so the bytes'
+    half-widths add in quadrature; the window's peak is its busiest day's, so its interval runs
+    from the largest day low to the largest day high. A day without intervals counts as exact."""
+    halves, lows, highs = [], [], []
+    for row in measured:
+        low, high = getattr(row, "bytes_ci_low", None), getattr(row, "bytes_ci_high", None)
+        halves.append((float(high) - float(low)) / 2 if _known(low) and _known(high) else 0.0)
+        day_peak = float(row.peak_ingress_bytes_per_sec)
+        low, high = getattr(row, "peak_ci_low", None), getattr(row, "peak_ci_high", None)
+        lows.append(float(low) if _known(low) else day_peak)
+        highs.append(float(high) if _known(high) else day_peak)
+    half = math.sqrt(sum(h * h for h in halves))
+    return max(total_bytes - half, 0.0), total_bytes + half, max(lows, default=peak), max(highs, default=peak)
+
+
 def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: date, settings: Settings) -> dict:
     """One topic's window measurements and recommendation; `measurements` holds only its rows."""
     retention = None if pd.isna(inventory_row.retention_ms) else int(inventory_row.retention_ms)
@@ -47,13 +69,14 @@ def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: 
     skew = max(partition_bytes) / mean_partition if mean_partition else 0.0
     mean_record_bytes = total_bytes / records if records else 0.0
     peak = max((float(row.peak_ingress_bytes_per_sec) for row in measured), default=0.0)
+    bytes_low, bytes_high, peak_low, peak_high = _intervals(measured, total_bytes, peak)
     latest = measured[-1] if measured else None
     by_metrics = latest is not None and latest.method == METRICS_METHOD
     # The seed model's record count: all retained records (sampling), the window's records (Metrics API).
     seed_records = records if by_metrics else (int(latest.retained_records) if latest is not None else 0)
     if by_metrics:  # the Metrics API's own hot-partition signals
-        hot_ingress = _yes_no(any(row.hot_partition_ingress is True for row in measured))
-        hot_egress = _yes_no(any(row.hot_partition_egress is True for row in measured))
+        hot_ingress = _yes_no(any(_flag(row.hot_partition_ingress) for row in measured))
+        hot_egress = _yes_no(any(_flag(row.hot_partition_egress) for row in measured))
     else:  # record sampling sees ingress skew only
         hot_ingress = _yes_no(len(partition_bytes) > 1 and skew >= settings.hot_partition_skew)
         hot_egress = "n/a"
@@ -93,6 +116,11 @@ def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: 
         "mean_record_bytes": mean_record_bytes,
         "avg_ingress_bytes_per_sec": total_bytes / seconds if seconds else 0.0,
         "peak_ingress_bytes_per_sec": peak,
+        "bytes_ci_low": bytes_low,
+        "bytes_ci_high": bytes_high,
+        "peak_ci_low": peak_low,
+        "peak_ci_high": peak_high,
+        "days_partial": sum(1 for row in measured if _flag(getattr(row, "partial", False))),
         "partition_skew": skew,
         "hot_partition_ingress": hot_ingress,
         "hot_partition_egress": hot_egress,

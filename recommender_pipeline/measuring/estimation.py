@@ -33,7 +33,7 @@ from scipy import stats
 from recommender_pipeline.measuring.attribution import DayTally
 from recommender_pipeline.measuring.windows import HOUR_MS, HOURS_PER_DAY
 
-TARGET_BLOCKS = 192  # blocks read per sampled partition: each round of blocks is one fetch round trip
+TARGET_BLOCKS = 96  # blocks read per sampled partition: each round of blocks is one fetch round trip
 MIN_BLOCK_OFFSETS = 4
 # Reading this many records costs about one round trip to the broker (a local broker reads about
 # 500,000 records/s, and a round of blocks takes 2-3 ms): below that, reading whole is cheaper.
