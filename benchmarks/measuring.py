@@ -593,6 +593,11 @@ def error_figure(name: str, unit: str, estimate: float, truth: float, limit: flo
     return Figure(name, unit, estimate, truth, r, "err", f"|err| <= {limit:.0%}", r is not None and abs(r - 1) <= limit)
 
 
+def all_figure(name: str, matching: int, total: int) -> Figure:
+    """How many of `total` topics matched the truth; all of them must."""
+    return Figure(name, "n", matching, total, ratio(matching, total), "x", "all", matching == total)
+
+
 def equality_figure(name: str, unit: str, value: float, truth: float) -> Figure:
     return Figure(name, unit, value, truth, ratio(value, truth), "x", "= raw", value == truth)
 
@@ -691,16 +696,7 @@ def profile_many_small(run: Run, topics: int, repeats: int) -> dict:
         ),
         equality_figure("records", "n", records, total.records),
         equality_figure("bytes", "B", measured_bytes, total.bytes),
-        Figure(
-            "topics whose exact row equals the truth",
-            "n",
-            matching,
-            topics,
-            ratio(matching, topics),
-            "x",
-            "all",
-            matching == topics,
-        ),
+        all_figure("topics whose exact row equals the truth", matching, topics),
         Figure(
             "raw consumer read == produced",
             "n",
@@ -1080,16 +1076,7 @@ def profile_end_to_end(run: Run, topics: int) -> dict:
         ),
         Figure("  limit: raw read of the same ranges", "s", None, raw.seconds),
         Figure("  limit: one-topic command (fixed Dagster cost)", "s", None, one["seconds"]),
-        Figure(
-            "stored rows equal to the truth",
-            "n",
-            matching,
-            topics,
-            ratio(matching, topics),
-            "x",
-            "all",
-            matching == topics,
-        ),
+        all_figure("stored rows equal to the truth", matching, topics),
         Figure(
             "exit codes (all topics / one topic)",
             "n",
