@@ -81,7 +81,7 @@ class Measurement:
     hot_partition_ingress: bool | None = None
     hot_partition_egress: bool | None = None
     measured_at: str = ""
-    duration_seconds: float = 0.0
+    duration_seconds: float = 0.0  # the topic's share (by partitions) of its chunk's measuring time
 
     @classmethod
     def planned(cls, spec: TopicSpec, day: date, measured_at: int, method: Method) -> Measurement:
