@@ -2,7 +2,7 @@
 
 Test and demo infrastructure, not product code. One HTTP server on 127.0.0.1 (a free port, a
 background thread of the calling process) answers, in the shapes of Confluent's OpenAPI
-specifications (/work/shared/reference/confluent-openapi, ccloud-sdk-go-v2 @ b5d63ec4):
+specifications (vendored in confluent_openapi/, ccloud-sdk-go-v2 @ b5d63ec4):
 
 - ``GET /org/v2/environments[/{id}]``                 environments, paged (page_size, page_token, metadata.next)
 - ``GET /cmk/v2/clusters[/{id}]?environment=``        Kafka clusters, paged; the bootstrap endpoint is the

@@ -1,7 +1,8 @@
 """Confluent's OpenAPI specifications, to validate requests and responses by JSON pointer.
 
-The spec files live in the shared reference folder beside the repository (CI lays it there);
-CCLOUD_OPENAPI_DIR points elsewhere.
+The spec files are vendored in `confluent_openapi/` beside this module (from Confluent's
+ccloud-sdk-go-v2, Apache-2.0: see its SOURCE.txt and LICENSE), so a clone tests on its own;
+CCLOUD_OPENAPI_DIR points elsewhere, e.g. at newer specs.
 """
 
 import os
@@ -13,8 +14,7 @@ from openapi_schema_validator import OAS30ReadValidator, OAS30WriteValidator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-REPO = Path(__file__).resolve().parents[1]
-SPEC_DIR = Path(os.environ.get("CCLOUD_OPENAPI_DIR", REPO.parent / "shared" / "reference" / "confluent-openapi"))
+SPEC_DIR = Path(os.environ.get("CCLOUD_OPENAPI_DIR", Path(__file__).resolve().parent / "confluent_openapi"))
 SPEC_FILES = {
     "org": "org-v2-openapi.yaml",
     "cmk": "cmk-v2-openapi.yaml",
