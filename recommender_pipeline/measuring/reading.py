@@ -11,7 +11,7 @@ what is already queued and only blocks, briefly, when nothing is.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -21,6 +21,7 @@ from recommender_pipeline.measuring.offsets import Key
 
 CONSUME_BATCH = 500  # consume() costs grow with the batch asked for, even when less is queued
 IDLE_WAIT_SECONDS = 0.01  # how long to block when nothing is queued, before checking positions
+PROGRESS_SECONDS = 10.0
 
 
 @dataclass
@@ -34,10 +35,16 @@ class Range:
     covered_to: int | None = None  # the first offset not read, once done
 
 
-def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: float) -> dict[str, str]:
+def read_ranges(
+    consumer: Consumer,
+    ranges: Mapping[Key, Range],
+    stall_seconds: float,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, str]:
     """Reads every range to its end; returns {topic: reason} for topics that failed.
 
-    A partition that makes no progress for `stall_seconds` fails its topic, not the others.
+    A partition that makes no progress for `stall_seconds` fails its topic, not the others. A long
+    read reports its progress every PROGRESS_SECONDS through `progress`.
     """
     pending = {key: span for key, span in ranges.items() if span.end > span.start}
     for key, span in ranges.items():
@@ -61,9 +68,13 @@ def read_ranges(consumer: Consumer, ranges: Mapping[Key, Range], stall_seconds: 
             finished.clear()
 
     consumer.assign([TopicPartition(*key, span.start) for key, span in pending.items()])
-    last_progress = time.monotonic()
+    last_progress = last_report = time.monotonic()
     try:
         while pending:
+            if progress is not None and time.monotonic() - last_report >= PROGRESS_SECONDS:
+                last_report = time.monotonic()
+                read = sum(span.read for span in ranges.values())
+                progress(f"{read:,} records read; {len(pending):,} of {len(ranges):,} partitions still reading")
             messages = consumer.consume(CONSUME_BATCH, timeout=0) or consumer.consume(1, timeout=IDLE_WAIT_SECONDS)
             # The hot loop: one dict lookup and the message's own accessors per record.
             for message in messages:

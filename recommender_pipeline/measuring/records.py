@@ -194,7 +194,7 @@ class DayMeasurer:
         """Reads every record of the day of each partition, all of them in one pass."""
         stop_at = self.end_ms + self.limits.skew_ms
         ranges = {part.key: Range(part.first, part.stable, DayTally(self.start_ms), stop_at=stop_at) for part in parts}
-        errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds))
+        errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds, self._progress))
         for part in parts:
             span = ranges[part.key]
             part.estimate = Estimate.exact(span.tally)
@@ -294,6 +294,9 @@ class DayMeasurer:
             strata, blocks = plans[part.key]
             part.estimate = estimate(strata, blocks, tallies[part.key])
             part.late = round(part.estimate.late)
+
+    def _progress(self, line: str) -> None:
+        self.log(f"{self.day}: {line}")
 
     def _seed(self, key: Key) -> int:
         """The same data gives the same sample (reproducible reruns); trials vary `seed`."""
