@@ -213,6 +213,30 @@ def test_a_write_replaces_the_rows_of_the_same_day_cluster_and_topic(store):
     assert len(store.read_measurements("2024-03-01", "2024-03-02")) == 4
 
 
+def test_a_measured_or_empty_day_is_never_downgraded_unless_forced(store):
+    good = measurement("2024-03-01", "orders", records=10)
+    quiet = measurement("2024-03-01", "quiet", status="empty", records=0, bytes=0)
+    store.write_measurements([good, quiet])
+    worse = [
+        measurement("2024-03-01", "orders", status="not_measurable", reason="aged out", records=0),
+        measurement("2024-03-01", "quiet", status="error", reason="broker unreachable", records=None),
+        measurement("2024-03-01", "orders", cluster="c2", status="error", records=None),  # nothing stored: kept
+    ]
+    store.write_measurements([measurement("2024-03-01", "shorter", records=9)])
+    shorter = measurement("2024-03-01", "shorter", records=5, window_seconds=3_600.0, day_closed=False)
+    written = store.write_measurements([*worse, shorter])
+    assert [(row["cluster_id"], row["topic"]) for row in written] == [("c2", "orders")]
+    stored = keyed(store.read_measurements("2024-03-01", "2024-03-01"))
+    assert_row(stored[("2024-03-01", "c1", "orders")], good)
+    assert_row(stored[("2024-03-01", "c1", "quiet")], quiet)
+    assert stored[("2024-03-01", "c1", "shorter")]["records"] == 9  # an open day's read covers less
+    # The same window again, or a longer one, replaces; `force` replaces anything.
+    assert len(store.write_measurements([measurement("2024-03-01", "orders", records=11)])) == 1
+    assert len(store.write_measurements(worse[:1], force=True)) == 1
+    stored = keyed(store.read_measurements("2024-03-01", "2024-03-01"))
+    assert stored[("2024-03-01", "c1", "orders")]["status"] == "not_measurable"
+
+
 def test_reads_are_ordered_by_cluster_topic_and_date_and_bounded_by_the_days(store):
     # Byte order, as DuckDB sorts: upper case before lower, "_" after letters of either case.
     topics = ["a", "B", "a_b", "aB", "Z", "ä"]

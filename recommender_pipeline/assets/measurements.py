@@ -155,9 +155,12 @@ def store_measurements(
     partition with its own numbers (so the UI plots them across days), then fails the run if
     any topic failed. The failed ones stay unmaterialized: a retry re-measures only them."""
     rows = [row for chunk in chunk_rows for row in chunk]
-    store.write_measurements(rows)
+    written = {(row["date"], row["cluster_id"], row["topic"]) for row in store.write_measurements(rows)}
+    kept = sum(1 for row in rows if (row.date, row.cluster_id, row.topic) not in written)
+    if kept:
+        context.log.info(f"kept {kept} stored topic-day(s) that the new rows would have downgraded")
     for row in rows:
-        if row.status is not Status.ERROR:
+        if row.status is not Status.ERROR and (row.date, row.cluster_id, row.topic) in written:
             yield dg.AssetMaterialization(
                 asset_key="topic_measurements",
                 partition=dg.MultiPartitionKey({"date": row.date, "topic": topic_key(row.cluster_id, row.topic)}),

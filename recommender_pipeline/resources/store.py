@@ -210,15 +210,26 @@ class MeasurementStoreResource(dg.ConfigurableResource):
         finally:
             connection.close()
 
-    def write_measurements(self, measurements: Sequence[Measurement | dict]) -> None:
-        """Replaces the stored rows of the same (day, cluster, topic)."""
-        if not measurements:
-            return
+    def write_measurements(self, measurements: Sequence[Measurement | dict], force: bool = False) -> list[dict]:
+        """Replaces the stored rows of the same (day, cluster, topic), and returns the rows written.
+
+        Never a downgrade (unless `force`): a stored `measured` or `empty` row stays when the new
+        one is `not_measurable` or `error`, or covers less of the day. Re-measuring a day after its
+        records aged out, or through a failing broker, must not erase what was measured.
+        """
         rows = [m.as_row() if isinstance(m, Measurement) else m for m in measurements]
-        frame = _incoming({name: [row.get(name) for row in rows] for name in MEASUREMENT_COLUMNS}, MEASUREMENT_COLUMNS)
+        if not rows:
+            return []
         with self._transaction() as session:
-            session.delete_keys("measurements", frame[list(MEASUREMENT_KEY)].drop_duplicates())
-            session.insert("measurements", frame)
+            if not force:
+                rows = _without_downgrades(session, rows)
+            if rows:
+                frame = _incoming(
+                    {name: [row.get(name) for row in rows] for name in MEASUREMENT_COLUMNS}, MEASUREMENT_COLUMNS
+                )
+                session.delete_keys("measurements", frame[list(MEASUREMENT_KEY)].drop_duplicates())
+                session.insert("measurements", frame)
+        return rows
 
     def read_measurements(self, first_day: str, last_day: str) -> pd.DataFrame:
         """The rows of the days from `first_day` to `last_day` (ISO dates, both included)."""
@@ -244,6 +255,29 @@ class MeasurementStoreResource(dg.ConfigurableResource):
             order = ", ".join(f"{k}{session.binary_order}" for k in INVENTORY_KEY)
             columns, rows = session.query(f"SELECT * FROM inventory ORDER BY {order}")
         return _frame(columns, rows, INVENTORY_COLUMNS)
+
+
+GOOD = {"measured", "empty"}
+WORSE = {"not_measurable", "error"}
+
+
+def _without_downgrades(session: _Session, rows: list[dict]) -> list[dict]:
+    """The incoming rows that would not replace a better stored one."""
+    days = sorted({str(pd.Timestamp(row["date"]).date()) for row in rows})
+    _, stored = session.query(
+        'SELECT "date", cluster_id, topic, status, window_seconds FROM measurements '
+        'WHERE "date" BETWEEN CAST(:first_day AS DATE) AND CAST(:last_day AS DATE)',
+        {"first_day": days[0], "last_day": days[-1]},
+    )
+    kept = {(str(day), cluster, topic): (status, seconds) for day, cluster, topic, status, seconds in stored}
+
+    def downgrade(row: dict) -> bool:
+        status, seconds = kept.get((str(pd.Timestamp(row["date"]).date()), row["cluster_id"], row["topic"]), ("", 0))
+        if status not in GOOD:
+            return False
+        return row["status"] in WORSE or float(row.get("window_seconds") or 0) < float(seconds or 0)
+
+    return [row for row in rows if not downgrade(row)]
 
 
 def _ensure_tables(session: _Session) -> None:
