@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from pathlib import Path
@@ -157,6 +158,15 @@ def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
         raise
 
 
-def report_paths(reports_dir: Path, cluster_id: str, epoch: int) -> tuple[Path, Path]:
-    stem = f"{cluster_id}-recommender-{epoch}"
-    return reports_dir / f"{stem}-detail-report.csv", reports_dir / f"{stem}-summary-report.csv"
+def report_paths(reports_dir: Path, cluster_id: str, epoch: int, day: str, run_id: str) -> tuple[Path, Path]:
+    """`<cluster>-recommender-<epoch>-<day>-<run>-detail-report.csv` and its summary: the original
+    tool's prefix, then the day and the run, so that two days reported in the same second (a
+    backfill) never share a name. A name already taken gets a counter rather than overwriting."""
+    stem = f"{cluster_id}-recommender-{epoch}-{day}-{run_id[:8]}"
+    for attempt in itertools.count(1):
+        suffix = "" if attempt == 1 else f"-{attempt}"
+        detail = reports_dir / f"{stem}{suffix}-detail-report.csv"
+        summary = reports_dir / f"{stem}{suffix}-summary-report.csv"
+        if not detail.exists() and not summary.exists():
+            return detail, summary
+    raise AssertionError("unreachable")

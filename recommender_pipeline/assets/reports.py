@@ -14,15 +14,17 @@ from recommender_pipeline.resources import ConfigResource
 def reports(
     context: dg.AssetExecutionContext, topic_recommendations: pd.DataFrame, config: ConfigResource
 ) -> pd.DataFrame:
-    """`<cluster>-recommender-<epoch>-detail-report.csv` and `...-summary-report.csv` in
-    `REPORTS_DIR`, written atomically; returns the list of files written."""
+    """`<cluster>-recommender-<epoch>-<day>-<run>-detail-report.csv` and `...-summary-report.csv`
+    in `REPORTS_DIR`, written atomically, never over another report; returns the files written."""
     settings = config.settings
     epoch = int(time.time())
     written = []
     if topic_recommendations.empty:
         context.log.warning("no topics to report")
     for cluster_id, recommendations in topic_recommendations.groupby("cluster_id", sort=True):
-        detail_path, summary_path = report_paths(settings.reports_dir, str(cluster_id), epoch)
+        detail_path, summary_path = report_paths(
+            settings.reports_dir, str(cluster_id), epoch, context.partition_key, context.run_id
+        )
         detail = detail_frame(recommendations, settings)
         summary = pd.DataFrame(
             summary_rows(recommendations, settings, recommendations["measuring_seconds"].sum()),
