@@ -44,7 +44,6 @@ from recommender_pipeline.measuring.windows import (
 METHOD = Method.SAMPLING_RECORDS
 # Blocks want tens of records, not the megabyte a bulk read prefetches per partition.
 SAMPLE_FETCH = {"max.partition.fetch.bytes": 262_144, "fetch.wait.max.ms": 10}
-SAMPLE_READERS = 1  # consumers reading rounds of blocks side by side
 
 
 @dataclass(frozen=True)
@@ -252,6 +251,8 @@ class DayMeasurer:
                         part.first = offsets[part.key]
 
     def _read_blocks(self, parts: list[PartitionDay], errors: dict[str, str]) -> None:
+        """Reads the planned blocks in rounds, one block of every sampled partition per round,
+        and estimates each partition-day from them."""
         cap = self.limits.max_records_per_partition or 0
         by_key = {part.key: part for part in parts}
         plans: dict[Key, tuple[list[Stratum], list[Block]]] = {}
@@ -270,26 +271,21 @@ class DayMeasurer:
             for key, (_, blocks) in plans.items()
         }
         rounds = max((len(blocks) for _, blocks in plans.values()), default=0)
-
-        def read_rounds(first_round: int) -> None:
-            """Every SAMPLE_READERS-th round of blocks, each round all partitions at once."""
-            consumer = self.consumer_factory(SAMPLE_FETCH)
-            try:
-                for index in range(first_round, rounds, SAMPLE_READERS):
-                    ranges = {
-                        key: Range(blocks[index].start, blocks[index].end, tallies[key][index])
-                        for key, (_, blocks) in plans.items()
-                        if index < len(blocks)
-                    }
-                    errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds))
-                    for key, span in ranges.items():
-                        by_key[key].read += span.read
-            finally:
-                consumer.close()
-
-        # A round costs a fetch round trip, so readers with their own consumers overlap them.
-        with ThreadPoolExecutor(max_workers=SAMPLE_READERS) as pool:
-            list(pool.map(read_rounds, range(min(SAMPLE_READERS, rounds))))
+        # A round costs a fetch round trip whatever the number of partitions in it; consumers in
+        # threads, to overlap rounds, were slower on two cores than this one.
+        consumer = self.consumer_factory(SAMPLE_FETCH)
+        try:
+            for index in range(rounds):
+                ranges = {
+                    key: Range(blocks[index].start, blocks[index].end, tallies[key][index])
+                    for key, (_, blocks) in plans.items()
+                    if index < len(blocks)
+                }
+                errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds))
+                for key, span in ranges.items():
+                    by_key[key].read += span.read
+        finally:
+            consumer.close()
         for part in parts:
             strata, blocks = plans[part.key]
             part.estimate = estimate(strata, blocks, tallies[part.key])
