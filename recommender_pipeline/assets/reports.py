@@ -23,7 +23,7 @@ def reports(
         context.log.warning("no topics to report")
     for cluster_id, recommendations in topic_recommendations.groupby("cluster_id", sort=True):
         detail_path, summary_path = report_paths(
-            settings.reports_dir, str(cluster_id), epoch, context.partition_key, context.run_id
+            settings.reports_dir, str(cluster_id), epoch, context.partition_key, context.run.run_id
         )
         detail = detail_frame(recommendations, settings)
         summary = pd.DataFrame(
