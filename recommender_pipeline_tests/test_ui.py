@@ -1,8 +1,10 @@
 """The Dagster UI in a real browser: the asset graph and a materialized day's recommendations.
 
 Debian's /usr/bin/chromium, driven headless by Playwright (never `playwright install`), against
-`dagster dev` on the instance the one command filled. Saves the README's screenshots into
-docs/screenshots/. Skipped only when chromium is missing outside CI; under CI it fails instead.
+`dagster dev` on the instance the one command filled. Screenshots go to the test's temporary
+folder, so a test run leaves the tree clean; `REFRESH_SCREENSHOTS=1 scripts/test -k test_ui`
+writes them over the README's images in docs/screenshots/. Skipped only when chromium is missing
+outside CI; under CI it fails instead.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ CHROMIUM_ARGS = [
     # Nothing but 127.0.0.1: any other host name fails to resolve.
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
-SCREENSHOTS = REPO / "docs" / "screenshots"
+README_SCREENSHOTS = REPO / "docs" / "screenshots"
 ASSETS = ["credentials", "cluster_inventory", "topic_measurements", "topic_recommendations", "reports"]
 TIMEOUT_MS = 30_000
 
@@ -105,7 +107,8 @@ def test_ui_shows_the_asset_graph_and_a_days_recommendations(prefix, kafka_boots
     report = pd.read_csv(detail_path, keep_default_na=False, dtype=str).set_index("topic_name")
     assert set(report.index) == set(topics)
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    screenshots = README_SCREENSHOTS if os.environ.get("REFRESH_SCREENSHOTS") == "1" else tmp_path / "screenshots"
+    screenshots.mkdir(parents=True, exist_ok=True)
     with dagster_dev(tmp_path / "home", config) as server, sync_playwright() as playwright:
         community_modal = server.graphql("{ shouldShowNux }")["shouldShowNux"]
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -130,7 +133,7 @@ def test_ui_shows_the_asset_graph_and_a_days_recommendations(prefix, kafka_boots
             for name in ASSETS:
                 expect(page.get_by_text(name, exact=True).last).to_be_visible()
             page.wait_for_load_state("networkidle")
-            page.screenshot(path=str(SCREENSHOTS / "asset-graph.png"))
+            page.screenshot(path=str(screenshots / "asset-graph.png"))
 
             # The day's partition of topic_recommendations: its metadata and markdown table.
             page.goto(f"{server.url}/assets/topic_recommendations?view=partitions&partition={day}")
@@ -146,6 +149,6 @@ def test_ui_shows_the_asset_graph_and_a_days_recommendations(prefix, kafka_boots
                     assert shown.loc[topic, column] == report.loc[topic, column], (topic, column, shown.loc[topic])
             widen_to_fit(page, table)
             page.wait_for_load_state("networkidle")
-            page.screenshot(path=str(SCREENSHOTS / "topic-recommendations.png"))
+            page.screenshot(path=str(screenshots / "topic-recommendations.png"))
         finally:
             browser.close()
