@@ -163,10 +163,9 @@ def report_paths(reports_dir: Path, cluster_id: str, epoch: int, day: str, run_i
     tool's prefix, then the day and the run, so that two days reported in the same second (a
     backfill) never share a name. A name already taken gets a counter rather than overwriting."""
     stem = f"{cluster_id}-recommender-{epoch}-{day}-{run_id[:8]}"
-    for attempt in itertools.count(1):
-        suffix = "" if attempt == 1 else f"-{attempt}"
+    for suffix in itertools.chain([""], (f"-{n}" for n in itertools.count(2))):
         detail = reports_dir / f"{stem}{suffix}-detail-report.csv"
         summary = reports_dir / f"{stem}{suffix}-summary-report.csv"
         if not detail.exists() and not summary.exists():
-            return detail, summary
-    raise AssertionError("unreachable")
+            break
+    return detail, summary

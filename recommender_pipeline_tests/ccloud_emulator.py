@@ -34,7 +34,7 @@ Emulator assumptions and deviations (Confluent's behaviour where it is documente
 - ``received_bytes`` / ``received_records`` are read from the log with a ``read_uncommitted``
   consumer: what producers wrote, aborted transactions included (as a broker's ingress counter
   would), control records excluded. Bytes per record = key + value + header keys and values (None
-  counts 0), the definition of ``recommender_pipeline.measuring.attribution.record_size``, bucketed per
+  counts 0), the record sampler's definition (``recommender_pipeline.measuring.reading``), bucketed per
   minute by record timestamp. ``sent_*`` (egress) = ``received_* x egress_ratio`` (nothing tracks
   real consumers). ``hot_partition_ingress`` / ``_egress`` is 1.0 for a (topic, partition, time
   bucket) whose bytes exceed ``hot_partition_factor`` (2) times the topic's mean partition bytes in

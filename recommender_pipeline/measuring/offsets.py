@@ -69,10 +69,6 @@ def log_start(keys: list[Key]) -> OffsetQuery:
     return OffsetQuery({key: OffsetSpec.earliest() for key in keys}, IsolationLevel.READ_UNCOMMITTED)
 
 
-def log_end(keys: list[Key]) -> OffsetQuery:
-    return OffsetQuery({key: OffsetSpec.latest() for key in keys}, IsolationLevel.READ_UNCOMMITTED)
-
-
 def last_stable(keys: list[Key]) -> OffsetQuery:
     """Where a read_committed consumer stops: no open transaction lies before it."""
     return OffsetQuery({key: OffsetSpec.latest() for key in keys})

@@ -3,9 +3,10 @@
 A chunk of topics is measured in one pass:
 
 1. every boundary offset of every partition is asked for at once (`offsets`);
-2. partitions whose day holds at most twice `SAMPLING_BATCH_SIZE` offsets (or all, when it is
-   empty) are read whole by one consumer assigned to all of them (`reading`), and records are
-   attributed to days and hours by their own timestamps (`attribution`);
+2. partitions whose day costs no more to read whole than to sample (`estimation.worth_sampling`;
+   all of them when `SAMPLING_BATCH_SIZE` is empty) are read whole by one consumer assigned to
+   all of them (`reading`), and records are attributed to days and hours by their own
+   timestamps (`attribution`);
 3. at the same time, on a second consumer, the bigger partitions are sampled in blocks spread
    over the day's hours, a round of blocks for all of them at once, and estimated with a 95 %
    interval (`estimation`);
@@ -102,6 +103,7 @@ class DayMeasurer:
         self.limits = limits
         self.log = log
         self.start_ms, self.end_ms = day_start_ms(day), day_end_ms(day)
+        self.stop_ms = self.end_ms + limits.skew_ms  # a day's read ends at its first record stamped from here
 
     def measure(self, topics: Iterable[TopicSpec]) -> list[Measurement]:
         started = time.monotonic()
@@ -177,7 +179,7 @@ class DayMeasurer:
         cap = self.limits.max_records_per_partition
         sampled = [key for key, part in parts.items() if cap and worth_sampling(part.stable - part.first, cap)]
         if sampled:
-            times = {"end": self.end_ms, "stop": self.end_ms + self.limits.skew_ms}
+            times = {"end": self.end_ms, "stop": self.stop_ms}
             times |= {str(h): self.start_ms + h * HOUR_MS for h in range(1, HOURS_PER_DAY)}
             hints = boundary.list_offsets(
                 self.admin, {name: boundary.at_time(sampled, at) for name, at in times.items()}, errors
@@ -191,8 +193,9 @@ class DayMeasurer:
 
     def _read_exactly(self, consumer: Consumer, parts: list[PartitionDay], errors: dict[str, str]) -> None:
         """Reads every record of the day of each partition, all of them in one pass."""
-        stop_at = self.end_ms + self.limits.skew_ms
-        ranges = {part.key: Range(part.first, part.stable, DayTally(self.start_ms), stop_at=stop_at) for part in parts}
+        ranges = {
+            part.key: Range(part.first, part.stable, DayTally(self.start_ms), stop_at=self.stop_ms) for part in parts
+        }
         errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds, self._progress))
         for part in parts:
             span = ranges[part.key]
@@ -204,13 +207,12 @@ class DayMeasurer:
         """Samples the big partitions in rounds of blocks, every partition in each round."""
         consumer = self.consumer_factory(SAMPLE_FETCH)
         try:
-            bound = self.end_ms + self.limits.skew_ms
             for part in parts:
                 part.stop = part.hint(part.stop_hint)
             # The broker's offsets for the day's start and for its end plus the bound are lower
             # bounds: a transaction marker stamped later than its records may have answered
             # first. A probe of the records themselves confirms each, or a bisection finds it.
-            self._confirm(consumer, parts, bound, errors, end=True)
+            self._confirm(consumer, parts, self.stop_ms, errors, end=True)
             self._confirm(consumer, parts, self.start_ms, errors, end=False)
             cap = self.limits.max_records_per_partition or 0
             small = [part for part in parts if not worth_sampling(part.stop - part.first, cap)]
@@ -260,7 +262,7 @@ class DayMeasurer:
         for part in parts:
             end = part.stop
             # Strata: the 24 hours as the broker's time index sees them, then the skew tail.
-            edges = [part.first, *(min(part.hint(h), end) for h in part.hour_hints), min(part.hint(part.end_hint), end)]
+            edges = [part.first, *(min(part.hint(h), end) for h in part.hour_hints), min(day_ends[part.key], end)]
             edges = [max(edges[: i + 1]) for i in range(len(edges))] + [end]
             plans[part.key] = plan_blocks(edges, cap, random.Random(self._seed(part.key)))
             part.offsets = end - part.first
@@ -360,7 +362,8 @@ class DayMeasurer:
         row.avg_ingress_bytes_per_sec = total.bytes / window_seconds
         row.peak_ingress_bytes_per_sec = peak
         row.peak_bucket_start = iso_utc(self.start_ms + hour * HOUR_MS) if total_bytes else None
-        row.bytes_ci_low, row.bytes_ci_high = (bytes_low, bytes_high) if sampled else (total.bytes, total.bytes)
-        row.peak_ci_low, row.peak_ci_high = (peak_low, peak_high) if sampled else (peak, peak)
+        # A partition read whole adds no variance: an exact day's intervals are its values.
+        row.bytes_ci_low, row.bytes_ci_high = bytes_low, bytes_high
+        row.peak_ci_low, row.peak_ci_high = peak_low, peak_high
         row.partition_bytes = "[" + ",".join(str(round(b)) for b in partition_bytes) + "]"
         row.skew = max(partition_bytes) / mean_partition if mean_partition else 0.0
