@@ -26,6 +26,9 @@ def measurement_run_config(max_concurrent: int = 0) -> dict:
 
 
 IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
+# A measurement run with this tag re-measures topic-days already settled in the store, and
+# replaces them instead of merging (`hours.merge`): add it in the launchpad, or `--force`.
+FORCE_TAG, FORCE_VALUE = "remeasure", "force"
 
 measurement_job = dg.define_asset_job(
     "measurement_job",

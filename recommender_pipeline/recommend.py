@@ -1,6 +1,6 @@
 """The one command: measure the days of the window that are missing, then recommend for a day.
 
-    recommender-pipeline [--day YYYY-MM-DD] [--backfill-days N] [--in-process]
+    recommender-pipeline [--day YYYY-MM-DD] [--backfill-days N] [--force] [--in-process]
 
 Every step is a Dagster run on the instance in `DAGSTER_HOME` (default `.local/dagster_home`),
 so the runs, their logs and the materialized partitions are all visible in the Dagster UI.
@@ -23,10 +23,10 @@ import pandas as pd
 from recommender_pipeline import definitions
 from recommender_pipeline.credentials import Provisioning, provisioned_credentials
 from recommender_pipeline.errors import ConfigurationError, RecommenderError
-from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, measurement_run_config
+from recommender_pipeline.jobs import FORCE_TAG, FORCE_VALUE, IN_PROCESS_RUN_CONFIG, measurement_run_config
 from recommender_pipeline.measuring.windows import utc_today, window_days
 from recommender_pipeline.partitions import split_topic_key, topics_partitions
-from recommender_pipeline.resources import MeasurementStoreResource, build_resources
+from recommender_pipeline.resources import build_resources
 from recommender_pipeline.sensors import day_range_tags
 from recommender_pipeline.settings import Settings, load_settings
 
@@ -51,21 +51,6 @@ class Outcome:
         return not self.failed_runs
 
 
-def days_to_measure(store: MeasurementStoreResource, end_day: date, days_back: int) -> list[date]:
-    """Days among the `days_back` ending on `end_day` with a topic not yet measured, measured
-    while the day was still open, or in error."""
-    inventory = store.read_inventory()
-    days = window_days(end_day, days_back)
-    stored = store.read_measurements(days[0].isoformat(), days[-1].isoformat())
-    done = {
-        (row.date, row.cluster_id, row.topic)
-        for row in stored.itertuples()
-        if row.status == "not_measurable" or (row.status != "error" and row.day_closed)
-    }
-    wanted = [(row.cluster_id, row.topic) for row in inventory.itertuples()]
-    return [d for d in days if any((d.isoformat(), c, t) not in done for c, t in wanted)]
-
-
 def _topic_range(instance: dg.DagsterInstance, clusters: set[str]) -> tuple[str, str] | None:
     """First and last topic keys: a run's range over the topic dimension covers them all."""
     keys = instance.get_dynamic_partitions(topics_partitions.name)
@@ -81,6 +66,7 @@ def run_recommendations(
     in_process: bool = False,
     env_file: str = ".env",
     backfill_days: int = 1,
+    force: bool = False,
 ) -> Outcome:
     """Inventory, the missing measurement days (one run per day), then the day's recommendations.
 
@@ -89,12 +75,12 @@ def run_recommendations(
     """
     resources = build_resources(env_file)
     if not settings.use_cloud_api_for_kafka_credentials:
-        return _run(instance, settings, end_day, in_process, resources, Outcome(end_day), backfill_days)
+        return _run(instance, settings, end_day, in_process, resources, Outcome(end_day), backfill_days, force)
     with provisioned_credentials(settings, resources["cloud"]) as provisioning:
         outcome = Outcome(end_day, provisioning=provisioning)
         for cluster_id, reason in provisioning.failed.items():
             outcome.failed_runs.append(f"credentials for {cluster_id}: {reason}")
-        return _run(instance, settings, end_day, in_process, resources, outcome, backfill_days)
+        return _run(instance, settings, end_day, in_process, resources, outcome, backfill_days, force)
 
 
 def _run(
@@ -105,6 +91,7 @@ def _run(
     resources: dict,
     outcome: Outcome,
     backfill_days: int,
+    force: bool,
 ) -> Outcome:
     def execute(factory, run_config: dict | None = None, **kwargs) -> list[str]:
         """Runs a job; returns the report paths when the run wrote reports."""
@@ -137,11 +124,12 @@ def _run(
         else measurement_run_config(min(clusters, settings.max_cluster_workers) * settings.max_workers_per_cluster)
     )
     # Every recommended day needs its whole window: measure back SAMPLING_DAYS - 1 more days.
-    for day in days_to_measure(resources["store"], end_day, settings.sampling_days + backfill_days - 1):
+    tags = {FORCE_TAG: FORCE_VALUE} if force else {}
+    for day in resources["store"].days_to_capture(end_day, settings.sampling_days + backfill_days - 1, force):
         execute(
             definitions.get_measurement_job,
             run_config=run_config,
-            tags=day_range_tags(day.isoformat(), key_range, set(connections)),
+            tags={**day_range_tags(day.isoformat(), key_range, set(connections)), **tags},
         )
         outcome.measured_days.append(day.isoformat())
     for day in window_days(end_day, backfill_days):
@@ -189,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="recommend for each of the N days ending on --day, measuring whatever their windows miss",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="re-measure every topic-day of the window, replacing what is stored (default: only what is missing)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -199,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ensure_instance() as instance:
             outcome = run_recommendations(
-                instance, settings, end_day, in_process=args.in_process, backfill_days=max(args.backfill_days, 1)
+                instance,
+                settings,
+                end_day,
+                in_process=args.in_process,
+                backfill_days=max(args.backfill_days, 1),
+                force=args.force,
             )
     except RecommenderError as error:  # credentials or the Confluent Cloud API: say which, exit non-zero
         print(f"FAILED: {error}", file=sys.stderr)

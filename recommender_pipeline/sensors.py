@@ -3,14 +3,21 @@ topic discovery that follows topics as they appear and disappear."""
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 
 from recommender_pipeline.assets.inventory import UNSUPPORTED_IN_KEYS, list_cluster_topics
 from recommender_pipeline.jobs import inventory_job, measurement_job, recommendation_job
-from recommender_pipeline.partitions import split_day_topic_key, split_topic_key, topic_key, topics_partitions
-from recommender_pipeline.resources import ConfigResource, KafkaResource
+from recommender_pipeline.measuring.windows import utc_today
+from recommender_pipeline.partitions import (
+    HISTORY_DAYS,
+    split_day_topic_key,
+    split_topic_key,
+    topic_key,
+    topics_partitions,
+)
+from recommender_pipeline.resources import ConfigResource, KafkaResource, MeasurementStoreResource
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 CLUSTER_TAG = "kafka_cluster"
@@ -22,21 +29,48 @@ def day_range_tags(day: str, keys: list[str] | tuple[str, str], clusters: set[st
     return {RANGE_START: f"{day}|{keys[0]}", RANGE_END: f"{day}|{keys[-1]}", CLUSTER_TAG: ",".join(sorted(clusters))}
 
 
+def _measure_days(context: dg.ScheduleEvaluationContext, run_keys: dict[str, str]) -> list | dg.SkipReason:
+    """One run per day ({day: run key}) over every topic key: each measures only what that day
+    has left to capture (`assets.measurements.plan_measurement_chunks`)."""
+    keys = context.instance.get_dynamic_partitions(topics_partitions.name)
+    if not keys:
+        return dg.SkipReason("no topics yet: materialize cluster_inventory or turn on topic_discovery_sensor")
+    clusters = {split_topic_key(key)[0] for key in keys}
+    return [dg.RunRequest(run_key=key, tags=day_range_tags(day, keys, clusters)) for day, key in run_keys.items()]
+
+
 @dg.schedule(
     job=measurement_job,
     cron_schedule="30 0 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
-def daily_measurement_schedule(context: dg.ScheduleEvaluationContext):
-    """At 00:30 UTC, one run measures the day just closed for every topic of every cluster;
-    `recommendations_after_measurement_sensor` then refreshes that day's recommendations and reports."""
-    day = (context.scheduled_execution_time.date() - timedelta(days=1)).isoformat()
-    keys = context.instance.get_dynamic_partitions(topics_partitions.name)
-    if not keys:
-        return dg.SkipReason("no topics yet: materialize cluster_inventory or turn on topic_discovery_sensor")
-    clusters = {split_topic_key(key)[0] for key in keys}
-    return dg.RunRequest(run_key=f"measure-{day}", tags=day_range_tags(day, keys, clusters))
+def daily_measurement_schedule(
+    context: dg.ScheduleEvaluationContext, store: MeasurementStoreResource, config: ConfigResource
+):
+    """At 00:30 UTC, one run measures the day just closed for every topic of every cluster, and
+    one more per earlier day of the window that still has topic-days in error or missing, so a
+    transient failure leaves no gap once the next night has run.
+    `recommendations_after_measurement_sensor` then refreshes each day's recommendations."""
+    tick = context.scheduled_execution_time.date()
+    yesterday = tick - timedelta(days=1)
+    earlier = store.days_to_capture(yesterday - timedelta(days=1), config.settings.sampling_days - 1)
+    run_keys = {day.isoformat(): f"remeasure-{day.isoformat()}-on-{tick.isoformat()}" for day in earlier}
+    return _measure_days(context, {**run_keys, yesterday.isoformat(): f"measure-{yesterday.isoformat()}"})
+
+
+@dg.schedule(
+    job=measurement_job,
+    cron_schedule="5 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def hourly_capture_schedule(context: dg.ScheduleEvaluationContext):
+    """Five minutes past each hour, captures the hour just ended (`measuring/hours.py`): a topic
+    that keeps only hours is read before its records age out. At 00:05 that closes yesterday."""
+    ended = context.scheduled_execution_time - timedelta(hours=1)
+    day = ended.date().isoformat()
+    return _measure_days(context, {day: f"capture-{day}T{ended.hour:02d}"})
 
 
 def _recommend_for(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
@@ -73,9 +107,11 @@ def recommendations_after_partial_measurement_sensor(context: dg.RunFailureSenso
 def topic_discovery_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, config: ConfigResource):
     """Adds a `topics` partition for each new topic and retires deleted ones.
 
-    A retired topic keeps its partition, so its measured days stay visible in the UI; the
-    inventory run this sensor requests drops it from what is measured next. The cursor holds the
-    retired keys, so each change triggers one inventory run.
+    A retired topic keeps its partition while its measured days are in the rolling history
+    (`partitions.HISTORY_DAYS`), so they stay visible in the UI, then leaves the partition space
+    (the store keeps its rows). The inventory run this sensor requests drops it from what is
+    measured next. The cursor holds each retired key with the day it retired, so each change
+    triggers one inventory run.
     """
     settings = config.settings
     live, listed_clusters = set(), set()
@@ -90,16 +126,23 @@ def topic_discovery_sensor(context: dg.SensorEvaluationContext, kafka: KafkaReso
     known = set(context.instance.get_dynamic_partitions(topics_partitions.name))
     new = sorted(live - known)
     retired = {key for key in known - live if split_topic_key(key)[0] in listed_clusters}
-    previously_retired = set(json.loads(context.cursor)) if context.cursor else set()
-    changed = bool(new) or retired != previously_retired
+    since: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    today = utc_today()
+    since = {key: since.get(key, today.isoformat()) for key in retired}
+    expired = sorted(key for key, day in since.items() if date.fromisoformat(day) < today - timedelta(HISTORY_DAYS))
+    changed = bool(new) or set(since) != set(json.loads(context.cursor or "{}"))
     if new:
         context.log.info(f"{len(new)} new topic(s): {new[:20]}")
-    if retired - previously_retired:
-        context.log.info(f"retired topic(s), history kept: {sorted(retired - previously_retired)[:20]}")
+    if changed and retired:
+        context.log.info(f"retired topic(s), history kept for {HISTORY_DAYS} days: {sorted(retired)[:20]}")
+    if expired:
+        context.log.info(f"{len(expired)} topic(s) retired over {HISTORY_DAYS} days ago leave the partitions")
+    requests = [topics_partitions.build_add_request(new)] if new else []
+    requests += [topics_partitions.build_delete_request(expired)] if expired else []
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=f"inventory-{_digest(live, retired)}")] if changed else [],
-        dynamic_partitions_requests=[topics_partitions.build_add_request(new)] if new else [],
-        cursor=json.dumps(sorted(retired)),
+        dynamic_partitions_requests=requests,
+        cursor=json.dumps({key: day for key, day in sorted(since.items()) if key not in expired}),
     )
 
 
@@ -108,7 +151,7 @@ def _digest(*key_sets: set[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-ALL_SCHEDULES = [daily_measurement_schedule]
+ALL_SCHEDULES = [daily_measurement_schedule, hourly_capture_schedule]
 ALL_SENSORS = [
     recommendations_after_measurement_sensor,
     recommendations_after_partial_measurement_sensor,

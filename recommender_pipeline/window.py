@@ -12,6 +12,7 @@ from datetime import date
 
 import pandas as pd
 
+from recommender_pipeline.measuring.hours import describe_missing
 from recommender_pipeline.measuring.metrics_api import METHOD as METRICS_METHOD
 from recommender_pipeline.measuring.windows import window_days, window_length_days
 from recommender_pipeline.model import recommend
@@ -94,6 +95,13 @@ def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: 
         reasons.append(f"not measurable: {', '.join(not_measurable)} ({'; '.join(why)})")
     if missing:
         reasons.append(f"not measured yet: {', '.join(missing)}")
+    uncaptured = [
+        f"{row.date} ({describe_missing(row.hours_captured)})"
+        for row in measured
+        if isinstance(getattr(row, "hours_captured", None), str) and describe_missing(row.hours_captured)
+    ]
+    if uncaptured:
+        reasons.append(f"partly deleted before capture: {'; '.join(uncaptured)}")
     if measured and not all(bool(row.exact) for row in measured):
         reasons.append("counts estimated from a sample (SAMPLING_BATCH_SIZE)")
 

@@ -24,6 +24,7 @@ import pytest
 
 from recommender_pipeline.assets import credentials, inventory, measurements, recommendations, reports
 from recommender_pipeline.checks import ALL_CHECKS
+from recommender_pipeline.jobs import FORCE_TAG, FORCE_VALUE
 from recommender_pipeline.partitions import topic_key, topics_partitions
 from recommender_pipeline.resources import MeasurementStoreResource, build_resources
 from recommender_pipeline.settings import Settings
@@ -159,14 +160,16 @@ class Pipeline:
     def topic_keys(self) -> list[str]:
         return self.instance.get_dynamic_partitions(topics_partitions.name)
 
-    def measure(self, day: date) -> dg.ExecuteInProcessResult:
-        """One day of every known topic, as a single run over the topic range."""
+    def measure(self, day: date, force: bool = False) -> dg.ExecuteInProcessResult:
+        """One day of every known topic, as a single run over the topic range; `force`
+        re-measures the topic-days already settled in the store."""
         keys = self.topic_keys()
         return self.materialize(
             ["topic_measurements"],
             tags={
                 "dagster/asset_partition_range_start": f"{day.isoformat()}|{keys[0]}",
                 "dagster/asset_partition_range_end": f"{day.isoformat()}|{keys[-1]}",
+                **({FORCE_TAG: FORCE_VALUE} if force else {}),
             },
         )
 

@@ -83,11 +83,15 @@ def test_empty_topic_is_reported_empty_not_missing(dataset, measured):
         assert "2 of 2 partitions had no records" in row["reason"]
 
 
-def test_days_before_the_retention_horizon_are_not_measurable_not_zero(dataset, measured):
+def test_days_past_the_retention_horizon_are_judged_by_the_log_not_by_retention_ms(dataset, measured):
+    # D-2 began more than retention.ms (2 days) ago, but the broker has deleted nothing yet (log
+    # start 0): the log still shows the day whole, and nothing was produced on it. A day the log
+    # did lose is not_measurable (test_attribution's deleted log head).
     d2, d1, _ = dataset.days
     old = measured.measurement(d2, dataset.topic("short"))
-    assert old["status"] == "not_measurable"
-    assert "retention horizon" in old["reason"]
+    assert dataset.day("short", d2).records == 0
+    assert (old["status"], old["records"], bool(old["partial"])) == ("empty", 0, False)
+    assert old["hours_captured"] == "c" * 24
     recent = measured.measurement(d1, dataset.topic("short"))
     assert (recent["status"], recent["records"], recent["bytes"]) == ("measured", 50, 500)
 

@@ -2,15 +2,19 @@
 Dagster's own contexts on a real instance and the real broker."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import pandas as pd
 from confluent_kafka.admin import AdminClient
 
+from recommender_pipeline.measuring import hours
+from recommender_pipeline.measuring.measurement import Measurement, Method, Status
 from recommender_pipeline.measuring.windows import utc_today
-from recommender_pipeline.partitions import topics_partitions
+from recommender_pipeline.partitions import HISTORY_DAYS, topics_partitions
 from recommender_pipeline.sensors import (
     daily_measurement_schedule,
+    hourly_capture_schedule,
     recommendations_after_measurement_sensor,
     topic_discovery_sensor,
 )
@@ -27,22 +31,67 @@ def test_the_instance_template_loads_with_run_and_pool_limits(tmp_path):
     assert concurrency.pool_config.default_pool_limit == 4
 
 
-def test_the_daily_tick_measures_the_day_just_closed_for_every_topic(pipeline):
+def test_the_daily_tick_measures_the_day_just_closed_for_every_topic(configure, pipeline):
+    configure(SAMPLING_DAYS=7)
     tick = datetime(2026, 3, 10, 0, 30, tzinfo=UTC)
-    empty = daily_measurement_schedule(
-        dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=tick)
-    )
-    assert isinstance(empty, dg.SkipReason)
+
+    def evaluate():
+        with dg.build_schedule_context(
+            instance=pipeline.instance, scheduled_execution_time=tick, resources=pipeline.resources()
+        ) as context:
+            return daily_measurement_schedule(context)
+
+    assert isinstance(evaluate(), dg.SkipReason)
     pipeline.instance.add_dynamic_partitions(topics_partitions.name, ["c1/orders", "c1/clicks", "c2/audit"])
-    request = daily_measurement_schedule(
-        dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=tick)
-    )
+    [request] = evaluate()
     assert request.run_key == "measure-2026-03-09"
     assert request.tags["dagster/asset_partition_range_start"] == "2026-03-09|c1/orders"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-03-09|c2/audit"
     assert request.tags["kafka_cluster"] == "c1,c2"
     assert daily_measurement_schedule.cron_schedule == "30 0 * * *"
     assert daily_measurement_schedule.execution_timezone == "UTC"
+
+    # A topic-day in error earlier in the window is measured again the next night; the days
+    # whose topics are all settled are not.
+    inventory = pd.DataFrame(
+        [
+            {"cluster_id": c, "topic": t, "partitions": 1, "retention_ms": None, "is_compacted": False}
+            for c, t in [("c1", "orders"), ("c1", "clicks"), ("c2", "audit")]
+        ]
+    )
+    pipeline.store.replace_inventory(inventory)
+    settled = [
+        settled_day(day, cluster, topic)
+        for day in [date(2026, 3, d) for d in range(3, 9)]
+        for cluster, topic in [("c1", "orders"), ("c1", "clicks"), ("c2", "audit")]
+    ]
+    settled[4] = {**settled[4], "status": "error", "reason": "leader election", "hours_captured": ""}  # 03-04 clicks
+    pipeline.store.write_measurements(settled)
+    requests = evaluate()
+    assert [r.run_key for r in requests] == ["remeasure-2026-03-04-on-2026-03-10", "measure-2026-03-09"]
+    assert requests[0].tags["dagster/asset_partition_range_start"] == "2026-03-04|c1/orders"
+
+
+def settled_day(day: date, cluster_id: str, topic: str) -> dict:
+    row = Measurement(day.isoformat(), cluster_id, topic, Method.SAMPLING_RECORDS, Status.MEASURED).as_row()
+    row.update(window_seconds=86_400.0, day_closed=True, hours_captured="c" * 24)
+    hours.fill_day(row, "c" * 24, [1] * 24, [10] * 24)
+    return row
+
+
+def test_the_hourly_tick_captures_the_hour_just_ended(pipeline):
+    pipeline.instance.add_dynamic_partitions(topics_partitions.name, ["c1/orders", "c2/audit"])
+    for tick, day, key in [
+        (datetime(2026, 3, 10, 13, 5, tzinfo=UTC), "2026-03-10", "capture-2026-03-10T12"),
+        (datetime(2026, 3, 10, 0, 5, tzinfo=UTC), "2026-03-09", "capture-2026-03-09T23"),  # closes yesterday
+    ]:
+        context = dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=tick)
+        [request] = hourly_capture_schedule(context)
+        assert request.run_key == key
+        assert request.tags["dagster/asset_partition_range_start"] == f"{day}|c1/orders"
+        assert request.tags["dagster/asset_partition_range_end"] == f"{day}|c2/audit"
+    assert hourly_capture_schedule.cron_schedule == "5 * * * *"
+    assert hourly_capture_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
 def test_a_finished_measurement_requests_that_days_recommendations(configure, pipeline, prefix, kafka_bootstrap):
@@ -92,8 +141,16 @@ def test_topic_discovery_adds_new_topics_and_retires_deleted_ones_keeping_them(
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.delete_topics([f"{prefix}.first"])[f"{prefix}.first"].result()
     third = evaluate(unchanged.cursor)
-    assert json.loads(third.cursor) == [f"local/{prefix}.first"]
+    assert json.loads(third.cursor) == {f"local/{prefix}.first": utc_today().isoformat()}
     assert third.dynamic_partitions_requests == []  # retired, not deleted: its history stays visible
     assert len(third.run_requests) == 1
     assert f"local/{prefix}.first" in pipeline.topic_keys()
     assert evaluate(third.cursor).run_requests == []  # reported once
+
+    # Once its last day has left the rolling history, a retired topic leaves the partitions.
+    long_ago = (utc_today() - timedelta(days=HISTORY_DAYS + 1)).isoformat()
+    fourth = evaluate(json.dumps({f"local/{prefix}.first": long_ago}))
+    [delete] = fourth.dynamic_partitions_requests
+    assert isinstance(delete, dg.DeleteDynamicPartitionsRequest)
+    assert delete.partition_keys == [f"local/{prefix}.first"]
+    assert json.loads(fourth.cursor) == {}

@@ -92,3 +92,15 @@ def test_metrics_api_hot_partition_flag_survives_a_null_day_in_the_window():
     assert (result["hot_partition_ingress"], result["hot_partition_egress"]) == ("yes", "yes")
     cold = window([day(b, Method.METRICS_API, records=5, bytes=50, hot_partition_ingress=None) for b in range(3)])
     assert cold["hot_partition_ingress"] == "no"
+
+
+def test_a_day_whose_hours_were_deleted_before_capture_is_named_in_the_window():
+    rows = [
+        day(2, records=5, bytes=50, hours_captured="c" * 24),
+        day(1, records=5, bytes=50, partial=True, hours_captured="x" * 6 + "p" + "c" * 17),
+        day(0, records=5, bytes=50, hours_captured=""),  # the Metrics API, or a row from before hours
+    ]
+    result = window(rows)
+    assert result["days_partial"] == 1
+    expected = f"partly deleted before capture: {END - timedelta(days=1)} (hours 00-06 UTC were deleted"
+    assert expected in result["reason"]

@@ -1,8 +1,9 @@
 """Day x topic measurements: a run covers one day's range of topics, measured in a few chunks.
 
 One step process per topic would cost about a second each on a small machine, so the planner
-splits each cluster's topics into at most `MAX_WORKERS_PER_CLUSTER` chunks; the multiprocess
-executor runs the chunks in parallel and a single step writes every row into the store.
+splits each cluster's topics that still need measuring into at most `MAX_WORKERS_PER_CLUSTER`
+chunks; the multiprocess executor runs the chunks in parallel, and each chunk stores its own
+rows, so a chunk that fails loses nothing of the others.
 """
 
 import re
@@ -15,12 +16,15 @@ import pandas as pd
 from confluent_kafka import KafkaException
 
 from recommender_pipeline.errors import RecommenderError
+from recommender_pipeline.jobs import FORCE_TAG, FORCE_VALUE
+from recommender_pipeline.measuring import hours
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
 from recommender_pipeline.partitions import (
     daily_topic_partitions,
     split_day_topic_key,
+    split_topic_key,
     topic_key,
 )
 from recommender_pipeline.resources import (
@@ -76,37 +80,82 @@ def _mapping_key(chunk: MeasurementChunk, index: int) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", f"{chunk.cluster_id}_{chunk.day}_{index}")
 
 
+def pending_reads(
+    store: MeasurementStoreResource, day: str, cluster_id: str, topics: list[str], force: bool
+) -> dict[str, int]:
+    """The topics of a cluster-day still to capture, with where each read starts (`hours`)."""
+    stored = store.read_measurements(day, day)
+    rows = stored[stored["cluster_id"] == cluster_id].to_dict("records")
+    return hours.pending_reads(rows, date.fromisoformat(day), topics, force)
+
+
+def forced(context: dg.OpExecutionContext) -> bool:
+    """Whether the run re-measures settled topic-days too (the `remeasure=force` tag)."""
+    return context.run.tags.get(FORCE_TAG) == FORCE_VALUE
+
+
 @dg.op(out=dg.DynamicOut(MeasurementChunk))
-def plan_measurement_chunks(context: dg.OpExecutionContext, cluster_inventory: pd.DataFrame, config: ConfigResource):
-    """Splits the run's partitions into per-cluster chunks."""
+def plan_measurement_chunks(
+    context: dg.OpExecutionContext,
+    cluster_inventory: pd.DataFrame,
+    config: ConfigResource,
+    store: MeasurementStoreResource,
+):
+    """Splits the run's partitions that still need measuring into per-cluster chunks.
+
+    A topic-day already settled in the store is skipped (a new topic costs only its own days),
+    unless the run carries the `remeasure=force` tag.
+    """
     keys = [str(key) for key in context.partition_keys]
     settings = config.settings
+    by_cluster_day: dict[tuple[str, str], list[str]] = {}
+    for key in keys:
+        day, topic = split_day_topic_key(key)
+        by_cluster_day.setdefault((day, split_topic_key(topic)[0]), []).append(split_topic_key(topic)[1])
+    todo = []
+    for (day, cluster_id), topics in sorted(by_cluster_day.items()):
+        pending = pending_reads(store, day, cluster_id, topics, forced(context))
+        todo += [f"{day}|{topic_key(cluster_id, topic)}" for topic in topics if topic in pending]
+    if len(todo) < len(keys):
+        context.log.info(f"{len(keys) - len(todo)} topic-day(s) already settled in the store, not re-measured")
     # The Metrics API answers a whole cluster in a handful of queries: one chunk per cluster.
     per_cluster = settings.max_workers_per_cluster if settings.use_sample_records else 1
-    chunks, skipped = plan_chunks(keys, cluster_inventory, per_cluster)
+    chunks, skipped = plan_chunks(todo, cluster_inventory, per_cluster)
     if skipped:
         context.log.warning(f"{len(skipped)} partition(s) skipped, topic not in the inventory: {skipped[:10]}")
-    context.log.info(f"{len(keys)} partitions in {len(chunks)} chunks")
+    context.log.info(f"{len(todo)} of {len(keys)} partitions to measure, in {len(chunks)} chunks")
     for index, chunk in enumerate(chunks):
         yield dg.DynamicOutput(chunk, mapping_key=_mapping_key(chunk, index))
 
 
-@dg.op(pool="measurement_chunks")
+@dg.op(pool="measurement_chunks", out=dg.Out(dict))
 def measure_topic_chunk(
     context: dg.OpExecutionContext,
     chunk: MeasurementChunk,
     config: ConfigResource,
     kafka: KafkaResource,
     cloud: ConfluentCloudResource,
-) -> list[Measurement]:
-    """Measures one chunk of topics for one day, by record sampling or through the Metrics API;
-    a failing topic becomes an `error` row, a failing cluster makes all its topics `error`."""
+    store: MeasurementStoreResource,
+):
+    """Measures one chunk of topics for one day, by record sampling or through the Metrics API,
+    and stores its rows: each measured topic-day becomes a materialized partition with its own
+    numbers, so the UI plots them across days.
+
+    Any exception makes `error` rows for this chunk's topics only. The step then fails after
+    storing, so the run reports partial success and a retry of it (`run_retries`, or
+    "re-execute from failure") re-measures exactly the topic-days still in error: the others
+    are settled in the store by then.
+    """
     settings = config.settings
     day = date.fromisoformat(chunk.day)
     method = Method.SAMPLING_RECORDS if settings.use_sample_records else Method.METRICS_API
+    reads = pending_reads(store, chunk.day, chunk.cluster_id, [spec.topic for spec in chunk.topics], forced(context))
+    topics = [spec for spec in chunk.topics if spec.topic in reads]
     started = time.monotonic()
     try:
-        if settings.use_sample_records:
+        if not topics:  # settled since the plan (a retry after another run measured them)
+            rows = []
+        elif settings.use_sample_records:
             limits = SamplingLimits(
                 settings.sampling_batch_size,
                 settings.sampling_timeout_seconds,
@@ -120,9 +169,9 @@ def measure_topic_chunk(
                 limits,
                 log=context.log.info,
             )
+            rows = measurer.measure(topics, reads)
         else:
-            measurer = MetricsDayMeasurer(cloud.query_metrics, chunk.cluster_id, day, log=context.log.info)
-        rows = measurer.measure(chunk.topics)
+            rows = MetricsDayMeasurer(cloud.query_metrics, chunk.cluster_id, day, log=context.log.info).measure(topics)
     except Exception as error:  # one chunk's failure must not sink the other chunks' rows
         if isinstance(error, KafkaException):
             detail = error.args[0].str()
@@ -132,9 +181,22 @@ def measure_topic_chunk(
             detail = f"{type(error).__name__}: {error}"
         reason = f"cluster {chunk.cluster_id} could not be measured: {detail}"
         context.log.error(reason)
-        rows = [Measurement.failed(spec, day, method, reason) for spec in chunk.topics]
+        rows = [Measurement.failed(spec, day, method, reason) for spec in topics]
     elapsed = time.monotonic() - started
+    written = store.write_measurements(rows, force=forced(context))
+    for row in written:
+        if row["status"] != Status.ERROR:
+            yield dg.AssetMaterialization(
+                asset_key="topic_measurements",
+                partition=dg.MultiPartitionKey({"date": chunk.day, "topic": topic_key(chunk.cluster_id, row["topic"])}),
+                metadata=partition_metadata(row),
+            )
+    kept = len(rows) - len(written)
+    if kept:
+        context.log.info(f"kept {kept} stored topic-day(s) that the new rows would have downgraded")
     records = sum(row.sampled_records for row in rows)
+    statuses = pd.Series([str(row.status) for row in rows], dtype=str).value_counts().to_dict()
+    context.log.info(f"stored {len(written)} of {len(rows)} topic-days: {statuses}")
     context.add_output_metadata(
         {
             "topics": len(rows),
@@ -144,58 +206,49 @@ def measure_topic_chunk(
             "seconds": round(elapsed, 2),
         }
     )
-    return rows
-
-
-@dg.op(out=dg.Out(dg.Nothing, is_required=False))
-def store_measurements(
-    context: dg.OpExecutionContext, chunk_rows: list[list[Measurement]], store: MeasurementStoreResource
-):
-    """The single writer: stores every row, records each measured topic-day as a materialized
-    partition with its own numbers (so the UI plots them across days), then fails the run if
-    any topic failed. The failed ones stay unmaterialized: a retry re-measures only them."""
-    rows = [row for chunk in chunk_rows for row in chunk]
-    written = {(row["date"], row["cluster_id"], row["topic"]) for row in store.write_measurements(rows)}
-    kept = sum(1 for row in rows if (row.date, row.cluster_id, row.topic) not in written)
-    if kept:
-        context.log.info(f"kept {kept} stored topic-day(s) that the new rows would have downgraded")
-    for row in rows:
-        if row.status is not Status.ERROR and (row.date, row.cluster_id, row.topic) in written:
-            yield dg.AssetMaterialization(
-                asset_key="topic_measurements",
-                partition=dg.MultiPartitionKey({"date": row.date, "topic": topic_key(row.cluster_id, row.topic)}),
-                metadata=partition_metadata(row),
-            )
-    by_status = pd.Series([str(row.status) for row in rows], dtype=str).value_counts().to_dict()
-    context.log.info(f"stored {len(rows)} topic-days: {by_status}")
     failed = {f"{row.cluster_id}/{row.topic}": row.reason for row in rows if row.status is Status.ERROR}
     if failed:
         raise dg.Failure(
             f"{len(failed)} of {len(rows)} topics could not be measured: {', '.join(sorted(failed))}. "
-            "The other topics were measured and stored.",
+            "The other topics were measured and stored; a retry of this step re-measures only these.",
             metadata={"failed_topics": dg.MetadataValue.json(failed)},
         )
+    yield dg.Output(statuses)
 
 
-def partition_metadata(row: Measurement) -> dict:
+@dg.op(out=dg.Out(dg.Nothing, is_required=False))
+def summarize_measurements(context: dg.OpExecutionContext, chunk_statuses: list[dict[str, int]]):
+    """The day's tally across chunks, in the run's log (the chunks stored their own rows)."""
+    totals: dict[str, int] = {}
+    for statuses in chunk_statuses:
+        for status, count in statuses.items():
+            totals[status] = totals.get(status, 0) + count
+    context.log.info(f"{sum(totals.values())} topic-days measured in {len(chunk_statuses)} chunks: {totals}")
+    # No output: an output would materialize every partition of the run, settled ones included;
+    # each chunk recorded its own topic-days' materializations.
+    yield from ()
+
+
+def partition_metadata(row: dict) -> dict:
     """What a person reads on a topic-day, with units; numbers Dagster can plot across days."""
     metadata = {
-        "status": str(row.status),
-        "method": str(row.method),
-        "records": int(row.records),
-        "bytes": int(row.bytes),
-        "mean_record_bytes": float(round(row.mean_record_bytes, 2)),
-        "avg_ingress_bytes_per_sec": float(round(row.avg_ingress_bytes_per_sec, 3)),
-        "peak_ingress_bytes_per_sec": float(round(row.peak_ingress_bytes_per_sec, 3)),
-        "partition_skew": float(round(row.skew, 3)),
-        "exact": bool(row.exact),
-        "partial": bool(row.partial),
-        "late_records": int(row.late_records),
-        "reason": row.reason or "",
+        "status": str(row["status"]),
+        "method": str(row["method"]),
+        "records": int(row["records"]),
+        "bytes": int(row["bytes"]),
+        "mean_record_bytes": float(round(row["mean_record_bytes"], 2)),
+        "avg_ingress_bytes_per_sec": float(round(row["avg_ingress_bytes_per_sec"], 3)),
+        "peak_ingress_bytes_per_sec": float(round(row["peak_ingress_bytes_per_sec"], 3)),
+        "partition_skew": float(round(row["skew"], 3)),
+        "exact": bool(row["exact"]),
+        "partial": bool(row["partial"]),
+        "late_records": int(row["late_records"]),
+        "hours_captured": row.get("hours_captured") or "",
+        "reason": row["reason"] or "",
     }
     for name in ("bytes_ci_low", "bytes_ci_high", "peak_ci_low", "peak_ci_high"):
-        value = getattr(row, name)
-        if value is not None:
+        value = row.get(name)
+        if value is not None and value == value:
             metadata[name] = float(round(value, 3))
     return metadata
 
@@ -210,4 +263,4 @@ def topic_measurements(cluster_inventory: pd.DataFrame):
     """What each topic carried on each UTC day: records and bytes in the day, mean record size,
     average and peak (hourly) ingress in bytes/s, per-partition skew, and whether the numbers are
     exact or estimated. Rows live in the measurement store (DuckDB by default)."""
-    return store_measurements(plan_measurement_chunks(cluster_inventory).map(measure_topic_chunk).collect())
+    return summarize_measurements(plan_measurement_chunks(cluster_inventory).map(measure_topic_chunk).collect())

@@ -34,6 +34,7 @@ class DayTally:
     bytes: int = 0
     late: int = 0
     hour_bytes: list[int] = field(default_factory=lambda: [0] * HOURS_PER_DAY)
+    hour_records: list[int] = field(default_factory=lambda: [0] * HOURS_PER_DAY)
     first_timestamp: int | None = None  # of the first data record read, in or out of the day
     next_day_seen: bool = False
 
@@ -45,7 +46,9 @@ class DayTally:
         if 0 <= elapsed < HOURS_PER_DAY * HOUR_MS:
             self.records += 1
             self.bytes += size
-            self.hour_bytes[elapsed // HOUR_MS] += size
+            hour = elapsed // HOUR_MS
+            self.hour_bytes[hour] += size
+            self.hour_records[hour] += 1
             if self.next_day_seen:
                 self.late += 1
         elif elapsed >= HOURS_PER_DAY * HOUR_MS:

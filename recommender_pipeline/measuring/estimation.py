@@ -104,13 +104,17 @@ def plan_blocks(edges: list[int], budget: int, rng: random.Random) -> tuple[list
     return strata, blocks
 
 
-RECORDS, BYTES, HOURS, LATE = 0, 1, slice(2, 2 + HOURS_PER_DAY), 2 + HOURS_PER_DAY  # positions in the vectors
+# Positions in the vectors: records, bytes, bytes per hour, records per hour, late records.
+RECORDS, BYTES = 0, 1
+HOURS = slice(2, 2 + HOURS_PER_DAY)
+HOUR_RECORDS = slice(HOURS.stop, HOURS.stop + HOURS_PER_DAY)
+LATE = HOUR_RECORDS.stop
 WIDTH = LATE + 1
 
 
 @dataclass
 class Estimate:
-    """Estimated totals of one partition-day (records, bytes, then bytes per hour) with their
+    """Estimated totals of one partition-day (records, bytes, bytes and records per hour) with their
     variances, and the sums of variance^2 / degrees of freedom that give Satterthwaite's degrees
     of freedom when strata and partitions are added up."""
 
@@ -144,6 +148,10 @@ class Estimate:
         return self.totals[HOURS]
 
     @property
+    def hour_records(self) -> np.ndarray:
+        return self.totals[HOUR_RECORDS]
+
+    @property
     def late(self) -> float:
         return float(self.totals[LATE])
 
@@ -155,19 +163,20 @@ class Estimate:
             dof = np.where(self.variance_terms > 0, self.variance**2 / self.variance_terms, np.inf)
         return stats.t.ppf(1 - tail, np.maximum(dof, 1.0)) * np.sqrt(self.variance)
 
-    def peak(self) -> tuple[int, float, float, float]:
+    def peak(self, hours_read: np.ndarray | None = None) -> tuple[int, float, float, float]:
         """(busiest hour, its bytes/s, and a 95 % interval of the busiest hour's bytes/s).
 
         The true peak is the largest true hour, whichever it is: when every hour's interval holds
         its truth, the largest of the lows and the largest of the highs hold the peak. Only hours
         that could be the busiest matter, so their intervals are widened together (Bonferroni)
         to hold all at once 95 % of the time. (The busiest estimate alone is biased up: it is
-        the hour whose noise was largest.)
+        the hour whose noise was largest.) `hours_read` limits it to the hours a capture read.
         """
-        hours, half = self.hour_bytes, self.half_widths()[HOURS]
-        contenders = int(np.sum(hours + half >= np.max(hours - half)))
+        read = np.ones(HOURS_PER_DAY, dtype=bool) if hours_read is None else hours_read
+        hours, half = self.hour_bytes * read, self.half_widths()[HOURS] * read
+        contenders = int(np.sum(read & (hours + half >= np.max(hours - half))))
         if contenders > 1:
-            half = self.half_widths(0.025 / contenders)[HOURS]
+            half = self.half_widths(0.025 / contenders)[HOURS] * read
         hour = int(np.argmax(hours))
         seconds = HOUR_MS / 1000
         low = float(np.max(np.maximum(hours - half, 0.0)))
@@ -181,7 +190,7 @@ class Estimate:
 
 def estimate(strata: list[Stratum], blocks: list[Block], tallies: list[DayTally]) -> Estimate:
     """Combines the sampled blocks' tallies (in `blocks`' order) into the partition-day's totals."""
-    # One row per block: records, bytes, 24 hour bytes, late records; and its length in offsets.
+    # One row per block: records, bytes, 24 hour bytes and records, late records; and its length in offsets.
     values = np.array([_vector(t) for t in tallies], dtype=float).reshape(len(tallies), WIDTH)
     lengths = np.array([b.end - b.start for b in blocks], dtype=float)
     which = np.array([b.stratum for b in blocks], dtype=int)
@@ -204,4 +213,4 @@ def estimate(strata: list[Stratum], blocks: list[Block], tallies: list[DayTally]
 
 
 def _vector(tally: DayTally) -> np.ndarray:
-    return np.array([tally.records, tally.bytes, *tally.hour_bytes, tally.late], dtype=float)
+    return np.array([tally.records, tally.bytes, *tally.hour_bytes, *tally.hour_records, tally.late], dtype=float)

@@ -76,6 +76,11 @@ class Measurement:
     peak_ci_low: float | None = None
     peak_ci_high: float | None = None
     partition_bytes: str = "[]"  # JSON list, one entry per partition
+    # Hourly capture (`hours`): JSON lists of the 24 UTC hours' records and bytes, and one state
+    # letter per hour; empty for the Metrics API.
+    hour_records: str = ""
+    hour_bytes: str = ""
+    hours_captured: str = ""
     skew: float = 0.0
     egress_bytes: int | None = None
     hot_partition_ingress: bool | None = None

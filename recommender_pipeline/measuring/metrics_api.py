@@ -62,7 +62,7 @@ class MetricsDayMeasurer:
         if start_ms < measured_at - RETENTION_DAYS * DAY_MS:
             reason = "older than the Metrics API's 7-day retention"
         else:
-            reason = unmeasurable_reason(self.day, None, measured_at)  # a day not started yet
+            reason = unmeasurable_reason(self.day, measured_at)
         if reason:
             for row in rows.values():
                 row.status, row.reason = Status.NOT_MEASURABLE, reason

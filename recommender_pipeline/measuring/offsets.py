@@ -61,7 +61,12 @@ def list_offsets(
 
 
 def at_time(keys: list[Key], timestamp_ms: int) -> OffsetQuery:
-    return OffsetQuery({key: OffsetSpec.for_timestamp(timestamp_ms) for key in keys})
+    return at_times(dict.fromkeys(keys, timestamp_ms))
+
+
+def at_times(times: Mapping[Key, int]) -> OffsetQuery:
+    """Each partition's first offset at its own time."""
+    return OffsetQuery({key: OffsetSpec.for_timestamp(at) for key, at in times.items()})
 
 
 def log_start(keys: list[Key]) -> OffsetQuery:

@@ -15,20 +15,23 @@ A chunk of topics is measured in one pass:
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
+import numpy as np
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.measuring import offsets as boundary
 from recommender_pipeline.measuring.attribution import DayTally, Retention, day_retention
 from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, estimate, plan_blocks, worth_sampling
+from recommender_pipeline.measuring.hours import NOT_READ, describe_missing, hour_states
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.offsets import Key
 from recommender_pipeline.measuring.reading import Range, first_record_at, read_ranges
@@ -67,7 +70,8 @@ class PartitionDay:
     """One partition's offsets around the day and what was found there."""
 
     key: Key
-    first: int  # the broker's first offset at the day's start: no earlier record is in the day
+    read_from: int  # ms: the day's start, or the first hour a previous capture left unsettled
+    first: int  # the broker's first offset at `read_from`: no earlier record is in what is read
     stable: int  # the last stable offset: the log's readable end
     log_start: int
     stop_hint: int = -1  # sampled: the broker's first offset at day end + skew (-1: none); a lower bound
@@ -96,25 +100,30 @@ class DayMeasurer:
         day: date,
         limits: SamplingLimits,
         log: Callable[[str], None] = lambda _: None,
+        clock: Callable[[], float] = time.time,
     ):
         self.admin = admin
         self.consumer_factory = consumer_factory
         self.day = day
         self.limits = limits
         self.log = log
+        self.clock = clock  # seconds since the epoch: when "now" is, for the hourly capture's tests
         self.start_ms, self.end_ms = day_start_ms(day), day_end_ms(day)
         self.stop_ms = self.end_ms + limits.skew_ms  # a day's read ends at its first record stamped from here
 
-    def measure(self, topics: Iterable[TopicSpec]) -> list[Measurement]:
+    def measure(self, topics: Iterable[TopicSpec], read_from: Mapping[str, int] | None = None) -> list[Measurement]:
+        """Measures the topics' day; `read_from` (topic: ms, an hour boundary) starts a topic's
+        read where an earlier capture left off (`hours.read_from_ms`)."""
         started = time.monotonic()
-        measured_at = int(time.time() * 1000)
+        self.read_from = {**(read_from or {})}
+        measured_at = int(self.clock() * 1000)
         rows: dict[str, Measurement] = {}
         errors: dict[str, str] = {}
         live = self.admin.list_topics(timeout=30).topics
         todo: list[TopicSpec] = []
         for spec in topics:
             row = rows[spec.topic] = Measurement.planned(spec, self.day, measured_at, METHOD)
-            reason = unmeasurable_reason(self.day, spec.retention_ms, measured_at)
+            reason = unmeasurable_reason(self.day, measured_at)
             if spec.topic not in live or live[spec.topic].error is not None:
                 errors[spec.topic] = "topic no longer exists on the cluster (deleted after the inventory?)"
             elif reason:
@@ -160,7 +169,7 @@ class DayMeasurer:
         answers = boundary.list_offsets(
             self.admin,
             {
-                "first": boundary.at_time(keys, self.start_ms),
+                "first": boundary.at_times({key: self._read_from(key) for key in keys}),
                 "stable": boundary.last_stable(keys),
                 "log_start": boundary.log_start(keys),
             },
@@ -172,7 +181,9 @@ class DayMeasurer:
                 continue
             stable, first = answers["stable"][key], answers["first"][key]
             first = stable if first < 0 else min(first, stable)
-            parts[key] = PartitionDay(key, first=first, stable=stable, log_start=answers["log_start"][key])
+            parts[key] = PartitionDay(
+                key, self._read_from(key), first=first, stable=stable, log_start=answers["log_start"][key]
+            )
         # The offset for the day's end may be a marker's, too early: a partition whose readable
         # log from the day's start is worth sampling goes to the sampler, which confirms the day's
         # end and reads it whole after all when the day turns out small.
@@ -213,7 +224,7 @@ class DayMeasurer:
             # bounds: a transaction marker stamped later than its records may have answered
             # first. A probe of the records themselves confirms each, or a bisection finds it.
             self._confirm(consumer, parts, self.stop_ms, errors, end=True)
-            self._confirm(consumer, parts, self.start_ms, errors, end=False)
+            self._confirm(consumer, parts, None, errors, end=False)
             cap = self.limits.max_records_per_partition or 0
             small = [part for part in parts if not worth_sampling(part.stop - part.first, cap)]
             for part in small:
@@ -224,10 +235,11 @@ class DayMeasurer:
         self._read_blocks([part for part in parts if part.sampled], errors)
 
     def _confirm(
-        self, consumer: Consumer, parts: list[PartitionDay], at_ms: int, errors: dict[str, str], *, end: bool
+        self, consumer: Consumer, parts: list[PartitionDay], at_ms: int | None, errors: dict[str, str], *, end: bool
     ) -> None:
         """Moves each partition's `stop` (end=True) or `first` to the first data record stamped at
-        or after `at_ms`; the probe of `first` also tells whether the log's head was deleted."""
+        or after `at_ms` (its `read_from` when None); the probe of `first` also tells whether the
+        log's head was deleted."""
         start = {part.key: part.stop if end else part.first for part in parts}
         probes = {
             part.key: Range(start[part.key], part.stable, DayTally(self.start_ms), limit=1)
@@ -235,16 +247,18 @@ class DayMeasurer:
             if start[part.key] < part.stable
         }
         errors.update(read_ranges(consumer, probes, self.limits.stall_seconds))
-        searches = {}
+        searches: dict[int, dict[Key, tuple[int, int]]] = {}  # by the time searched for
         for part in parts:
             probe = probes.get(part.key)
             found = probe.tally.first_timestamp if probe else None
             if not end:
                 part.first_timestamp = found
-            if found is not None and found < at_ms:
-                searches[part.key] = ((probe.covered_to or probe.end), part.stop if not end else part.stable)
-        if searches:
-            offsets = first_record_at(consumer, searches, at_ms, self.limits.stall_seconds, errors)
+            at = part.read_from if at_ms is None else at_ms
+            if found is not None and found < at:
+                span = ((probe.covered_to or probe.end), part.stop if not end else part.stable)
+                searches.setdefault(at, {})[part.key] = span
+        for at, group in searches.items():
+            offsets = first_record_at(consumer, group, at, self.limits.stall_seconds, errors)
             for part in parts:
                 if part.key in offsets:
                     if end:
@@ -293,6 +307,9 @@ class DayMeasurer:
             part.estimate = estimate(strata, blocks, tallies[part.key])
             part.late = round(part.estimate.late)
 
+    def _read_from(self, key: Key) -> int:
+        return self.read_from.get(key[0], self.start_ms)
+
     def _progress(self, line: str) -> None:
         self.log(f"{self.day}: {line}")
 
@@ -306,16 +323,20 @@ class DayMeasurer:
         for part in parts:
             total = total + part.estimate
         retention = {
-            part.key[1]: day_retention(part.log_start, part.first, part.first_timestamp, self.start_ms, self.end_ms)
+            part.key[1]: day_retention(part.log_start, part.first, part.first_timestamp, part.read_from, self.end_ms)
             for part in parts
         }
         lost = sorted(p for p, kept in retention.items() if kept is Retention.LOST)
         partial = sorted(p for p, kept in retention.items() if kept is Retention.PARTIAL)
         sampled = [part for part in parts if part.sampled]
-        records = round(total.records)
-        total_bytes = round(total.bytes)
+        states = hour_states(self.start_ms, self._read_from((row.topic, 0)), self._retained_from(parts), measured_at)
+        # The row holds the hours this capture read; the store adds those read before (`hours.merge`).
+        read = np.array([state != NOT_READ for state in states])
+        hour_records, hour_bytes = total.hour_records * read, total.hour_bytes * read
+        records = round(float(hour_records.sum()))
+        total_bytes = round(float(hour_bytes.sum()))
         window_seconds = (DAY_MS if measured_at >= self.end_ms else max(measured_at - self.start_ms, 1)) / 1000
-        hour, peak, peak_low, peak_high = total.peak()
+        hour, peak, peak_low, peak_high = total.peak(read)
         bytes_low, bytes_high = total.bytes_interval()
         partition_bytes = [part.estimate.bytes for part in parts]
         mean_partition = sum(partition_bytes) / len(partition_bytes) if partition_bytes else 0.0
@@ -339,6 +360,8 @@ class DayMeasurer:
         late = sum(part.late for part in parts)
         if late:
             reasons.append(f"{late} records were appended after the next day had begun")
+        if measured_at >= self.end_ms and describe_missing(states):
+            reasons.append(describe_missing(states))
         if measured_at < self.end_ms:
             reasons.append("day still open: measured up to " + iso_utc(measured_at))
 
@@ -358,8 +381,9 @@ class DayMeasurer:
         row.sampled_records = sum(part.read for part in parts)
         row.retained_records = sum(max(part.stable - part.log_start, 0) for part in parts)
         row.late_records = late
-        row.mean_record_bytes = total.bytes / total.records if total.records else 0.0
-        row.avg_ingress_bytes_per_sec = total.bytes / window_seconds
+        read_records, read_bytes = float(hour_records.sum()), float(hour_bytes.sum())
+        row.mean_record_bytes = read_bytes / read_records if read_records else 0.0
+        row.avg_ingress_bytes_per_sec = read_bytes / window_seconds
         row.peak_ingress_bytes_per_sec = peak
         row.peak_bucket_start = iso_utc(self.start_ms + hour * HOUR_MS) if total_bytes else None
         # A partition read whole adds no variance: an exact day's intervals are its values.
@@ -367,3 +391,16 @@ class DayMeasurer:
         row.peak_ci_low, row.peak_ci_high = peak_low, peak_high
         row.partition_bytes = "[" + ",".join(str(round(b)) for b in partition_bytes) + "]"
         row.skew = max(partition_bytes) / mean_partition if mean_partition else 0.0
+        row.hours_captured = states
+        row.hour_records = json.dumps([round(value) for value in hour_records.tolist()])
+        row.hour_bytes = json.dumps([round(value) for value in hour_bytes.tolist()])
+
+    def _retained_from(self, parts: list[PartitionDay]) -> int:
+        """The time from which every partition still held all its records: where the log's
+        deletions end (a partition whose head was deleted keeps records from its first one on)."""
+        retained = self.start_ms
+        for part in parts:
+            if part.log_start > 0 and part.first <= part.log_start:
+                first = part.first_timestamp if part.first_timestamp is not None else self.end_ms
+                retained = max(retained, first)
+        return retained

@@ -41,15 +41,13 @@ def window_days(end_day: date, length_days: int) -> list[date]:
     return [end_day - timedelta(days=offset) for offset in range(length_days - 1, -1, -1)]
 
 
-def unmeasurable_reason(day: date, retention_ms: int | None, at_ms: int) -> str | None:
+def unmeasurable_reason(day: date, at_ms: int) -> str | None:
     """Why a day cannot be measured at `at_ms`, or None when it can.
 
-    A day that began before the retention horizon may have lost records to retention, so its
-    counts would look like low traffic; it is reported as not measurable instead of as zero.
+    Only a day that has not begun: what retention deleted of a past day is read from the log
+    itself (`attribution.day_retention`, hour by hour in `hours`), since brokers delete whole
+    segments late and a day older than `retention.ms` is often still there.
     """
-    start = day_start_ms(day)
-    if start > at_ms:
+    if day_start_ms(day) > at_ms:
         return "the day has not started yet"
-    if retention_ms is not None and retention_ms >= 0 and start < at_ms - retention_ms:
-        return f"the day began before the retention horizon (retention.ms={retention_ms})"
     return None

@@ -24,6 +24,7 @@ import random
 import re
 import time
 from collections.abc import Iterator, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from recommender_pipeline.measuring import hours
 from recommender_pipeline.measuring.measurement import MEASUREMENT_COLUMNS, MEASUREMENT_KEY, Measurement
+from recommender_pipeline.measuring.windows import window_days
 from recommender_pipeline.resources.config import ConfigResource
 
 INVENTORY_COLUMNS = {
@@ -79,6 +82,10 @@ class _Session:
 
     def lock_table(self, table: str) -> None:
         """Keeps other writers of `table` out until this transaction ends (readers go on)."""
+
+    def lock_keys(self, table: str, keys: pd.DataFrame) -> None:
+        """Makes other writers of these keys wait until this transaction ends, so a row read to
+        be merged cannot change before the merged row replaces it."""
 
 
 class _DuckDBSession(_Session):
@@ -125,14 +132,19 @@ class _PostgresSession(_Session):
         result = self.connection.execute(sa.text(sql), params or {})
         return list(result.keys()), [tuple(row) for row in result]
 
+    def lock_keys(self, table: str, keys: pd.DataFrame) -> None:
+        # Writers of the same key queue up here, so a DELETE never misses a row that another
+        # transaction inserted after it began (which would make our INSERT hit the primary key).
+        # Sorted, so two writers of overlapping keys cannot deadlock; taking them again in the
+        # same transaction is a no-op.
+        records = keys.astype(object).to_dict("records")
+        lock_ids = sorted({_lock_id(table, tuple(str(v) for v in record.values())) for record in records})
+        self.connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), [{"id": i} for i in lock_ids])
+
     def delete_keys(self, table: str, keys: pd.DataFrame) -> None:
         columns, _ = TABLES[table]
         records = keys.astype(object).to_dict("records")
-        # Writers of the same key queue up here, so a DELETE never misses a row that another
-        # transaction inserted after it began (which would make our INSERT hit the primary key).
-        # Sorted, so two writers of overlapping keys cannot deadlock.
-        lock_ids = sorted({_lock_id(table, tuple(str(v) for v in record.values())) for record in records})
-        self.connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), [{"id": i} for i in lock_ids])
+        self.lock_keys(table, keys)
         match = " AND ".join(f'"{k}" = CAST(:{k} AS {self.types.get(columns[k], columns[k])})' for k in keys.columns)
         self.connection.execute(sa.text(f"DELETE FROM {table} WHERE {match}"), records)
 
@@ -211,18 +223,23 @@ class MeasurementStoreResource(dg.ConfigurableResource):
             connection.close()
 
     def write_measurements(self, measurements: Sequence[Measurement | dict], force: bool = False) -> list[dict]:
-        """Replaces the stored rows of the same (day, cluster, topic), and returns the rows written.
+        """Stores rows by (day, cluster, topic), and returns the rows written.
 
-        Never a downgrade (unless `force`): a stored `measured` or `empty` row stays when the new
-        one is `not_measurable` or `error`, or covers less of the day. Re-measuring a day after its
-        records aged out, or through a failing broker, must not erase what was measured.
+        Never a downgrade (unless `force`, which replaces): a new capture is merged with the
+        stored row hour by hour, each hour kept from the capture that saw it more completely
+        (`hours.merge`), and a stored `measured` or `empty` row stays when the new one is
+        `not_measurable` or `error`. Re-measuring a day after its records aged out, or through a
+        failing broker, never erases what was measured.
         """
         rows = [m.as_row() if isinstance(m, Measurement) else m for m in measurements]
         if not rows:
             return []
         with self._transaction() as session:
             if not force:
-                rows = _without_downgrades(session, rows)
+                key_columns = {k: MEASUREMENT_COLUMNS[k] for k in MEASUREMENT_KEY}
+                keys = _incoming({k: [row[k] for row in rows] for k in MEASUREMENT_KEY}, key_columns)
+                session.lock_keys("measurements", keys.drop_duplicates())
+                rows = _merged_with_stored(session, rows)
             if rows:
                 frame = _incoming(
                     {name: [row.get(name) for row in rows] for name in MEASUREMENT_COLUMNS}, MEASUREMENT_COLUMNS
@@ -230,6 +247,24 @@ class MeasurementStoreResource(dg.ConfigurableResource):
                 session.delete_keys("measurements", frame[list(MEASUREMENT_KEY)].drop_duplicates())
                 session.insert("measurements", frame)
         return rows
+
+    def days_to_capture(self, end_day: date, days_back: int, force: bool = False) -> list[date]:
+        """Days among the `days_back` ending on `end_day` with an inventoried topic-day still to
+        capture: not yet measured, open, in error, or with hours left to read
+        (`hours.pending_reads`); every day with `force`."""
+        inventory = self.read_inventory()
+        days = window_days(end_day, days_back)
+        if not days:
+            return []
+        stored = self.read_measurements(days[0].isoformat(), days[-1].isoformat()).to_dict("records")
+        todo = []
+        for day in days:
+            for cluster_id, topics in inventory.groupby("cluster_id")["topic"]:
+                rows = [row for row in stored if row["date"] == day.isoformat() and row["cluster_id"] == cluster_id]
+                if hours.pending_reads(rows, day, list(topics), force):
+                    todo.append(day)
+                    break
+        return todo
 
     def read_measurements(self, first_day: str, last_day: str) -> pd.DataFrame:
         """The rows of the days from `first_day` to `last_day` (ISO dates, both included)."""
@@ -257,27 +292,25 @@ class MeasurementStoreResource(dg.ConfigurableResource):
         return _frame(columns, rows, INVENTORY_COLUMNS)
 
 
-GOOD = {"measured", "empty"}
-WORSE = {"not_measurable", "error"}
-
-
-def _without_downgrades(session: _Session, rows: list[dict]) -> list[dict]:
-    """The incoming rows that would not replace a better stored one."""
+def _merged_with_stored(session: _Session, rows: list[dict]) -> list[dict]:
+    """The rows to write: each incoming row merged with the stored one of its key (`hours.merge`),
+    leaving out those that would change nothing or downgrade what is stored."""
     days = sorted({str(pd.Timestamp(row["date"]).date()) for row in rows})
-    _, stored = session.query(
-        'SELECT "date", cluster_id, topic, status, window_seconds FROM measurements '
-        'WHERE "date" BETWEEN CAST(:first_day AS DATE) AND CAST(:last_day AS DATE)',
+    columns, stored = session.query(
+        'SELECT * FROM measurements WHERE "date" BETWEEN CAST(:first_day AS DATE) AND CAST(:last_day AS DATE)',
         {"first_day": days[0], "last_day": days[-1]},
     )
-    kept = {(str(day), cluster, topic): (status, seconds) for day, cluster, topic, status, seconds in stored}
-
-    def downgrade(row: dict) -> bool:
-        status, seconds = kept.get((str(pd.Timestamp(row["date"]).date()), row["cluster_id"], row["topic"]), ("", 0))
-        if status not in GOOD:
-            return False
-        return row["status"] in WORSE or float(row.get("window_seconds") or 0) < float(seconds or 0)
-
-    return [row for row in rows if not downgrade(row)]
+    kept = {}
+    for values in stored:
+        row = dict(zip(columns, values, strict=True))
+        kept[(str(row["date"]), row["cluster_id"], row["topic"])] = row
+    merged = []
+    for row in rows:
+        key = (str(pd.Timestamp(row["date"]).date()), row["cluster_id"], row["topic"])
+        result = hours.merge(kept.get(key), row)
+        if result is not None:
+            merged.append(result)
+    return merged
 
 
 def _ensure_tables(session: _Session) -> None:

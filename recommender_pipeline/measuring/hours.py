@@ -1,0 +1,196 @@
+"""A topic-day captured hour by hour: what each capture saw of each UTC hour, and how captures merge.
+
+A topic that keeps less than a day (`retention.ms` of hours) loses its morning before the day
+closes, so one read after midnight cannot measure it. Captured every hour instead, each hour is
+read while it is still in the log, and the day's row is the sum of its best-captured hours.
+The same rule keeps a stored day from being downgraded: an hour is only ever replaced by a
+capture that saw it at least as completely.
+
+Each capture stores, per hour, its records, its bytes and one state letter (`hours_captured`):
+
+    c  complete: the hour had ended when it was read, and no partition had deleted any of it
+    o  open: read while the hour was still running (more may arrive)
+    p  partial: some of the hour had been deleted from the log when it was read
+    x  lost: all of the hour had been deleted before any capture read it
+    -  not read by this capture (before where it started reading, or not begun)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+from recommender_pipeline.measuring.windows import HOUR_MS, HOURS_PER_DAY, day_start_ms, iso_utc
+
+COMPLETE, OPEN, PARTIAL, LOST, NOT_READ = "c", "o", "p", "x", "-"
+# Which capture of an hour wins: the more completely seen one; a tie of open or partial
+# captures goes to the one that counted more records, a tie of complete ones to the newer.
+RANK = {NOT_READ: 0, LOST: 1, OPEN: 2, PARTIAL: 2, COMPLETE: 3}
+GOOD = {"measured", "empty"}
+WORSE = {"not_measurable", "error"}
+
+
+def hour_states(day_start: int, read_from: int, retained_from: int, measured_at: int) -> str:
+    """The state of each hour of the day for one capture.
+
+    `read_from`: where this capture started reading (an hour boundary); `retained_from`: the
+    time from which every partition still held all its records (the log's deletions end there).
+    """
+    states = []
+    for hour in range(HOURS_PER_DAY):
+        start, end = day_start + hour * HOUR_MS, day_start + (hour + 1) * HOUR_MS
+        if start < read_from or start >= measured_at:
+            states.append(NOT_READ)
+        elif retained_from >= end:
+            states.append(LOST)
+        elif retained_from > start:
+            states.append(PARTIAL)
+        elif end > measured_at:
+            states.append(OPEN)
+        else:
+            states.append(COMPLETE)
+    return "".join(states)
+
+
+def read_from_ms(stored: dict | None, day_start: int, force: bool = False) -> int | None:
+    """Where the next capture of a topic-day should start reading, or None when nothing is left.
+
+    A day stored without hours (the Metrics API, or an older version) is done once it was
+    measured after it closed. With hours, the read starts at the first hour that is neither
+    complete nor beyond recovery (partly or wholly deleted), so an hourly capture reads only
+    what arrived since the last one; a closed day whose hours are all settled is done.
+    """
+    if force or stored is None or stored.get("status") == "error":
+        return day_start
+    states = stored.get("hours_captured") or ""
+    if len(states) != HOURS_PER_DAY:
+        return None if _flag(stored.get("day_closed")) else day_start
+    for hour, state in enumerate(states):
+        if state in (OPEN, NOT_READ):
+            return day_start + hour * HOUR_MS
+    return None
+
+
+def merge(stored: dict | None, new: dict) -> dict | None:
+    """The row to store when `new` arrives for a key holding `stored`; None keeps `stored`.
+
+    Rows with hours merge hour by hour. Without hours on either side (the Metrics API), the
+    whole row is kept or replaced: a measured or empty row is never replaced by one that is not
+    measurable, in error, or covers less of the day.
+    """
+    if stored is None:
+        return new
+    if len(stored.get("hours_captured") or "") != HOURS_PER_DAY or len(new.get("hours_captured") or "") != (
+        HOURS_PER_DAY
+    ):
+        return None if _downgrade(stored, new) else new
+    if new["status"] == "error" or (new["status"] == "not_measurable" and stored["status"] in GOOD):
+        return None
+    old_states, new_states = stored["hours_captured"], new["hours_captured"]
+    old_records, new_records = _hours(stored, "hour_records"), _hours(new, "hour_records")
+    old_bytes, new_bytes = _hours(stored, "hour_bytes"), _hours(new, "hour_bytes")
+    take_new = [
+        RANK[b] > RANK[a] or (RANK[a] == RANK[b] == RANK[COMPLETE]) or (RANK[a] == RANK[b] and nr > orc)
+        for a, b, orc, nr in zip(old_states, new_states, old_records, new_records, strict=True)
+    ]
+    if all(take_new):
+        return new
+    if not any(take_new):
+        return None
+    merged = dict(new)
+    kept = [hour for hour, new_wins in enumerate(take_new) if not new_wins]
+    states = "".join(b if t else a for a, b, t in zip(old_states, new_states, take_new, strict=True))
+    records = [n if t else o for o, n, t in zip(old_records, new_records, take_new, strict=True)]
+    hour_bytes = [n if t else o for o, n, t in zip(old_bytes, new_bytes, take_new, strict=True)]
+    fill_day(merged, states, records, hour_bytes)
+    exact = _flag(stored.get("exact")) and _flag(new.get("exact"))
+    merged["exact"] = exact
+    if not exact:  # intervals of different captures' hours do not combine: unknown
+        for name in ("bytes_ci_low", "bytes_ci_high", "peak_ci_low", "peak_ci_high"):
+            merged[name] = None
+    if float(stored.get("bytes") or 0) > float(new.get("bytes") or 0):  # per-partition bytes: the fuller capture's
+        merged["partition_bytes"], merged["skew"] = stored["partition_bytes"], stored["skew"]
+    merged["late_records"] = max(int(stored.get("late_records") or 0), int(new.get("late_records") or 0))
+    merged["sampled_records"] = int(stored.get("sampled_records") or 0) + int(new.get("sampled_records") or 0)
+    merged["reason"] = "; ".join(
+        part
+        for part in (new.get("reason"), f"hours {_spans(kept)} UTC from the capture at {stored['measured_at']}")
+        if part
+    )
+    return merged
+
+
+def fill_day(row: dict, states: str, hour_records: Sequence[float], hour_bytes: Sequence[float]) -> None:
+    """Sets a row's day totals from its hours: records and bytes are their sums, the peak is the
+    busiest hour, and the day is partial when a settled hour was deleted before it was read."""
+    row["hours_captured"] = states
+    row["hour_records"] = json.dumps([round(value) for value in hour_records])
+    row["hour_bytes"] = json.dumps([round(value) for value in hour_bytes])
+    records, total = round(sum(hour_records)), round(sum(hour_bytes))
+    row["records"], row["bytes"] = records, total
+    row["mean_record_bytes"] = total / records if records else 0.0
+    row["avg_ingress_bytes_per_sec"] = total / float(row["window_seconds"]) if row["window_seconds"] else 0.0
+    peak_hour = max(range(HOURS_PER_DAY), key=lambda hour: hour_bytes[hour])
+    row["peak_ingress_bytes_per_sec"] = hour_bytes[peak_hour] / (HOUR_MS / 1000)
+    day_start = day_start_ms(_date(row["date"]))
+    row["peak_bucket_start"] = iso_utc(day_start + peak_hour * HOUR_MS) if total else None
+    row["partial"] = any(state in (PARTIAL, LOST) for state in states) and records > 0
+    if records:
+        row["status"] = "measured"
+    elif row["status"] == "measured":
+        row["status"] = "empty"
+
+
+def missing_hours(states: str) -> list[int]:
+    """Hours a closed day never had complete: deleted before any capture read them whole."""
+    return [hour for hour, state in enumerate(states) if state in (PARTIAL, LOST)]
+
+
+def _spans(hours: list[int]) -> str:
+    """[0, 1, 2, 5] as "00-02, 05"."""
+    spans: list[list[int]] = []
+    for hour in hours:
+        if spans and hour == spans[-1][-1] + 1:
+            spans[-1].append(hour)
+        else:
+            spans.append([hour])
+    return ", ".join(f"{s[0]:02d}" if len(s) == 1 else f"{s[0]:02d}-{s[-1]:02d}" for s in spans)
+
+
+def describe_missing(states: str) -> str:
+    """A reason fragment naming the hours never captured whole, or ""."""
+    hours = missing_hours(states)
+    return f"hours {_spans(hours)} UTC were deleted before they were captured whole" if hours else ""
+
+
+def _downgrade(stored: dict, new: dict) -> bool:
+    if stored.get("status") not in GOOD:
+        return False
+    return new["status"] in WORSE or float(new.get("window_seconds") or 0) < float(stored.get("window_seconds") or 0)
+
+
+def _hours(row: dict, name: str) -> list[float]:
+    text = row.get(name) or ""
+    return json.loads(text) if text else [0.0] * HOURS_PER_DAY
+
+
+def _flag(value: object) -> bool:
+    return value is not None and value == value and bool(value)  # NULL (None or NaN) is False
+
+
+def _date(value: object) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def pending_reads(stored: Iterable[dict], day: date, topics: Iterable[str], force: bool = False) -> dict[str, int]:
+    """The topics of a cluster-day that still need a capture, each with where its read starts.
+
+    `stored` holds the day's stored rows of the cluster. A topic-day that is settled (measured
+    after it closed, every hour complete or beyond recovery) costs nothing: re-measuring a day
+    reads only what is missing, open or in error, unless `force`.
+    """
+    by_topic = {row["topic"]: row for row in stored}
+    start = day_start_ms(day)
+    reads = {topic: read_from_ms(by_topic.get(topic), start, force) for topic in topics}
+    return {topic: at for topic, at in reads.items() if at is not None}

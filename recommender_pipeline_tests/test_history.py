@@ -1,0 +1,121 @@
+"""The measurement history through Dagster on the real broker: only what is missing is measured,
+a failing chunk loses only its own topics, and a retry of the failed run re-reads only them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, measurement_job
+from recommender_pipeline.measuring import records
+from recommender_pipeline.measuring.windows import utc_today
+from recommender_pipeline.resources import build_resources
+from recommender_pipeline.sensors import day_range_tags
+from recommender_pipeline_tests.conftest import ALL_ASSETS, CLUSTER_ID
+from recommender_pipeline_tests.known_truth import records_in_hour
+from recommender_pipeline_tests.workloads import create_topic, produce
+
+DAY = utc_today() - timedelta(days=1)
+
+
+def get_measurement_job() -> dg.JobDefinition:
+    """The measurement job with the test's configuration, rebuilt wherever Dagster reconstructs it."""
+    return dg.Definitions(
+        assets=ALL_ASSETS, jobs=[measurement_job], resources=build_resources("no.env")
+    ).resolve_job_def(measurement_job.name)
+
+
+def topics_with_records(bootstrap: str, prefix: str, names: list[str]) -> dict[str, int]:
+    """Each topic gets 10 x (its index + 1) records of 20 bytes on DAY: the truth by topic."""
+    truth = {}
+    for index, name in enumerate(names):
+        topic = f"{prefix}.{name}"
+        create_topic(bootstrap, topic, 1)
+        produce(bootstrap, topic, records_in_hour(DAY, 3, 10 * (index + 1), lambda i: (None, b"r" * 20, [])))
+        truth[topic] = 10 * (index + 1)
+    return truth
+
+
+def materialized_topics(result) -> set[str]:
+    """The topics a run recorded as materialized partitions of `topic_measurements`."""
+    events = [event.materialization for event in result.get_asset_materialization_events()]
+    return {
+        str(event.partition).split("/", 1)[1]
+        for event in events
+        if event.asset_key == dg.AssetKey("topic_measurements")
+    }
+
+
+def measured_at(pipeline, topic: str) -> str:
+    return pipeline.measurement(DAY, topic)["measured_at"]
+
+
+def test_a_new_topic_costs_only_its_own_day_and_force_re_measures_all(configure, pipeline, prefix, kafka_bootstrap):
+    truth = topics_with_records(kafka_bootstrap, prefix, ["a", "b"])
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1)
+    assert pipeline.inventory().success
+    first = pipeline.measure(DAY)
+    assert first.success and materialized_topics(first) == set(truth)
+    before = {topic: measured_at(pipeline, topic) for topic in truth}
+
+    truth |= topics_with_records(kafka_bootstrap, prefix, ["new"])
+    assert pipeline.inventory().success
+    second = pipeline.measure(DAY)
+    assert second.success
+    assert materialized_topics(second) == {f"{prefix}.new"}  # the settled topics were not read again
+    assert {topic: measured_at(pipeline, topic) for topic in before} == before
+    assert pipeline.measurement(DAY, f"{prefix}.new")["records"] == 10
+
+    forced = pipeline.measure(DAY, force=True)
+    assert forced.success and materialized_topics(forced) == set(truth)
+    assert all(measured_at(pipeline, topic) > before[topic] for topic in before)
+    assert [pipeline.measurement(DAY, topic)["records"] for topic in truth] == list(truth.values())
+
+
+def test_a_chunk_that_raises_loses_only_its_topics_and_the_retry_re_reads_only_them(
+    configure, pipeline, prefix, kafka_bootstrap, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    truth = topics_with_records(kafka_bootstrap, prefix, ["x", "y", "z"])
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1, MAX_WORKERS_PER_CLUSTER=3)  # one topic per chunk
+    monkeypatch.chdir(tmp_path)
+    assert pipeline.inventory().success
+    keys = pipeline.topic_keys()
+    measure = records.DayMeasurer.measure
+
+    def broken(self, topics, read_from=None):
+        topics = list(topics)
+        if any(spec.topic == f"{prefix}.y" for spec in topics):
+            raise ValueError("simulated bug in one chunk")
+        return measure(self, topics, read_from)
+
+    monkeypatch.setattr(records.DayMeasurer, "measure", broken)
+    job = dg.reconstructable(get_measurement_job)
+    tags = day_range_tags(DAY.isoformat(), keys, {CLUSTER_ID})
+    with dg.execute_job(
+        job, pipeline.instance, run_config=IN_PROCESS_RUN_CONFIG, tags=tags, raise_on_error=False
+    ) as failed:
+        assert not failed.success
+        assert materialized_topics(failed) == {f"{prefix}.x", f"{prefix}.z"}
+        failed_run = failed.run_id
+    broken_row = pipeline.measurement(DAY, f"{prefix}.y")
+    assert broken_row["status"] == "error"
+    assert "ValueError: simulated bug in one chunk" in broken_row["reason"]
+    for name in ("x", "z"):
+        assert pipeline.measurement(DAY, f"{prefix}.{name}")["records"] == truth[f"{prefix}.{name}"]
+    before = {topic: measured_at(pipeline, topic) for topic in (f"{prefix}.x", f"{prefix}.z")}
+
+    monkeypatch.setattr(records.DayMeasurer, "measure", measure)  # the transient fault is gone
+    with dg.execute_job(
+        job,
+        pipeline.instance,
+        run_config=IN_PROCESS_RUN_CONFIG,
+        reexecution_options=dg.ReexecutionOptions.from_failure(failed_run, pipeline.instance),
+        raise_on_error=False,
+    ) as retry:
+        assert retry.success
+        assert materialized_topics(retry) == {f"{prefix}.y"}  # only the failed chunk ran, and re-read y
+    assert pipeline.measurement(DAY, f"{prefix}.y")["records"] == truth[f"{prefix}.y"]
+    assert {topic: measured_at(pipeline, topic) for topic in before} == before

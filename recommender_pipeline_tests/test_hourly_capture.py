@@ -1,0 +1,123 @@
+"""Hourly capture of a topic that keeps hours, not days, on the real broker with an injected clock.
+
+The topic holds a whole day, produced up front. Before each capture, DeleteRecords removes what a
+7-hour `retention.ms` would have deleted by the capture's (injected) time, so each capture sees
+the log as it would be at that hour. The truth is what was produced.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from recommender_pipeline.measuring import hours
+from recommender_pipeline.measuring.measurement import TopicSpec
+from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
+from recommender_pipeline.measuring.windows import DAY_MS, HOUR_MS, day_start_ms, utc_today
+from recommender_pipeline.resources import build_resources
+from recommender_pipeline_tests.workloads import Record, create_topic, produce
+
+RETENTION_MS = 7 * HOUR_MS
+PARTITIONS = 2
+
+
+def day_records(day: date) -> list[Record]:
+    """Hour h carries 3 + (7h mod 11) records per partition of 10 + h bytes, evenly spread."""
+    records = []
+    for hour in range(24):
+        count = 3 + (7 * hour) % 11
+        for i in range(count):
+            at = day_start_ms(day) + hour * HOUR_MS + i * (HOUR_MS // count)
+            records += [Record(at, b"v" * (10 + hour), partition=p) for p in range(PARTITIONS)]
+    return records
+
+
+class Capturer:
+    """Captures one topic-day as the hourly schedule would: the store says where to read from."""
+
+    def __init__(self, bootstrap: str, topic: str, day: date, records: list[Record], store):
+        self.bootstrap, self.topic, self.day, self.records, self.store = bootstrap, topic, day, records, store
+        self.spec = TopicSpec("local", topic, PARTITIONS, RETENTION_MS, False)
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def age_out(self, now_ms: int) -> None:
+        """Deletes what retention would have deleted by `now_ms` (records are in time order)."""
+        cutoff = now_ms - RETENTION_MS
+        offsets = [
+            TopicPartition(self.topic, p, sum(1 for r in self.records if r.partition == p and r.timestamp_ms < cutoff))
+            for p in range(PARTITIONS)
+        ]
+        if any(tp.offset for tp in offsets):
+            for future in self.admin.delete_records(offsets, operation_timeout=30).values():
+                future.result()
+
+    def capture(self, now_ms: int) -> dict | None:
+        self.age_out(now_ms)
+        stored = self.store.read_measurements(self.day.isoformat(), self.day.isoformat()).to_dict("records")
+        reads = hours.pending_reads(stored, self.day, [self.topic])
+        if not reads:
+            return None
+        consumer_config = {"bootstrap.servers": self.bootstrap, "group.id": "capture", "enable.auto.commit": False}
+        measurer = DayMeasurer(
+            self.admin,
+            lambda overrides: Consumer({**consumer_config, **overrides}),
+            self.day,
+            SamplingLimits(None, 1.0, 20),
+            clock=lambda: now_ms / 1000,
+        )
+        self.store.write_measurements(measurer.measure([self.spec], reads))
+        return self.store.read_measurements(self.day.isoformat(), self.day.isoformat()).iloc[0].to_dict()
+
+
+@pytest.fixture
+def store(configure, tmp_path: Path):
+    configure()
+    return build_resources(str(tmp_path / "no.env"))["store"]
+
+
+def produced(kafka_bootstrap: str, prefix: str, name: str) -> tuple[str, date, list[Record]]:
+    topic = f"{prefix}.{name}"
+    day = utc_today() - timedelta(days=3)
+    records = day_records(day)
+    create_topic(kafka_bootstrap, topic, PARTITIONS)
+    produce(kafka_bootstrap, topic, records)
+    return topic, day, records
+
+
+def test_hourly_captures_measure_a_7_hour_retention_topic_whole(kafka_bootstrap, prefix, store):
+    topic, day, records = produced(kafka_bootstrap, prefix, "hourly")
+    start = day_start_ms(day)
+    capturer = Capturer(kafka_bootstrap, topic, day, records, store)
+    row = None
+    for hour in (6, 12, 18):
+        row = capturer.capture(start + hour * HOUR_MS + 30 * 60_000)
+        assert row is not None and row["hours_captured"] == "c" * hour + "o" + "-" * (23 - hour)
+    row = capturer.capture(start + DAY_MS + 30 * 60_000)  # the day closed at midnight
+    truth_bytes = [sum(r.size for r in records if (r.timestamp_ms - start) // HOUR_MS == h) for h in range(24)]
+    assert row is not None and row["hours_captured"] == "c" * 24
+    assert (row["records"], row["bytes"]) == (len(records), sum(truth_bytes))
+    assert row["peak_ingress_bytes_per_sec"] == pytest.approx(max(truth_bytes) / 3600, rel=1e-12)
+    assert (row["status"], bool(row["partial"]), bool(row["exact"]), bool(row["day_closed"])) == (
+        "measured",
+        False,
+        True,
+        True,
+    )
+    # Settled: the next capture, like the 00:30 daily run, reads nothing more.
+    assert capturer.capture(start + DAY_MS + 90 * 60_000) is None
+
+
+def test_one_read_after_the_day_closed_says_which_hours_retention_took(kafka_bootstrap, prefix, store):
+    topic, day, records = produced(kafka_bootstrap, prefix, "daily")
+    start = day_start_ms(day)
+    now = start + DAY_MS + 30 * 60_000
+    row = Capturer(kafka_bootstrap, topic, day, records, store).capture(now)
+    kept = [r for r in records if r.timestamp_ms >= now - RETENTION_MS]
+    assert row is not None and row["hours_captured"] == "x" * 17 + "p" + "c" * 6
+    assert (row["records"], row["bytes"]) == (len(kept), sum(r.size for r in kept))
+    assert bool(row["partial"]) is True
+    assert "hours 00-17 UTC were deleted before they were captured whole" in row["reason"]
