@@ -20,10 +20,10 @@ import dagster as dg
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from recommender_pipeline.recommend import run_recommendations
+from recommender_pipeline.cli import run_recommendations
 from recommender_pipeline.settings import load_settings
-from recommender_pipeline_tests.known_truth import records_in_hour
-from recommender_pipeline_tests.workloads import send_records
+from recommender_pipeline_testing.known_truth import records_in_hour
+from recommender_pipeline_testing.workloads import send_records
 
 
 def main() -> None:

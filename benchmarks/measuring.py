@@ -68,9 +68,9 @@ import numpy as np
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
+from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY, day_end_ms, day_start_ms, utc_today
 from recommender_pipeline.measuring.measurement import Measurement, TopicSpec
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
-from recommender_pipeline.measuring.windows import HOUR_MS, HOURS_PER_DAY, day_end_ms, day_start_ms, utc_today
 
 PROFILES = ("smoke", "many-small", "large", "end-to-end")
 CAP = 10_000  # SAMPLING_BATCH_SIZE's default: the capped read

@@ -34,8 +34,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from recommender_pipeline.cli import INSTANCE_YAML as CLI_INSTANCE_YAML
 from recommender_pipeline.partitions import HISTORY_DAYS, daily_partitions, topic_key
-from recommender_pipeline_tests.dagster_server import DagsterServer, dagster_dev
+from recommender_pipeline_testing.dagster_server import DagsterServer, dagster_dev
 
 TARGET_SECONDS = 2.0
 PARTITION_LIMIT = 100_000
@@ -54,7 +55,7 @@ CHROMIUM_ARGS = [
     "--no-proxy-server",
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
-INSTANCE_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+INSTANCE_YAML = CLI_INSTANCE_YAML + "nux:\n  enabled: false\n"  # no first-visit modal in the browser
 
 # The asset page (Overview tab): header and definition, latest event with its metadata, live status.
 DEFINITION_QUERY = """

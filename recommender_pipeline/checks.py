@@ -9,7 +9,7 @@ import pandas as pd
 
 from recommender_pipeline.model import INCREASE, KEEP, OVER_PROVISIONED
 from recommender_pipeline.partitions import daily_partitions
-from recommender_pipeline.resources import ConfigResource
+from recommender_pipeline.resources import SettingsResource
 from recommender_pipeline.settings import Settings
 
 ACTIONS = {INCREASE, KEEP, OVER_PROVISIONED}
@@ -77,7 +77,9 @@ with warnings.catch_warnings():  # partitioned checks are a preview feature in t
         return _result(measurement_coverage(topic_recommendations))
 
     @dg.asset_check(asset="topic_recommendations", partitions_def=daily_partitions, blocking=True)
-    def check_recommendations_sane(topic_recommendations: pd.DataFrame, config: ConfigResource) -> dg.AssetCheckResult:
+    def check_recommendations_sane(
+        topic_recommendations: pd.DataFrame, config: SettingsResource
+    ) -> dg.AssetCheckResult:
         """Fails on a recommendation below the minimum, an action that contradicts the numbers,
         or a decrease; blocking, so the reports are not written from such a table."""
         return _result(recommendations_sane(topic_recommendations, config.settings))

@@ -9,10 +9,6 @@ class ConfigurationError(RecommenderError):
     """A configuration variable is missing or malformed: fix the named variable."""
 
 
-class ClusterUnreachableError(RecommenderError):
-    """A cluster did not answer with the configured connection settings."""
-
-
 class TopicMeasurementError(RecommenderError):
     """One topic could not be measured for one day; the other topics are unaffected."""
 

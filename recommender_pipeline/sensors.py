@@ -7,9 +7,8 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from recommender_pipeline.assets.inventory import UNSUPPORTED_IN_KEYS, list_cluster_topics
-from recommender_pipeline.jobs import inventory_job, measurement_job, recommendation_job
-from recommender_pipeline.measuring.windows import utc_today
+from recommender_pipeline.jobs import RANGE_START, day_range_tags, inventory_job, measurement_job, recommendation_job
+from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.partitions import (
     HISTORY_DAYS,
     split_day_topic_key,
@@ -17,16 +16,8 @@ from recommender_pipeline.partitions import (
     topic_key,
     topics_partitions,
 )
-from recommender_pipeline.resources import ConfigResource, KafkaResource, MeasurementStoreResource
-
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-CLUSTER_TAG = "kafka_cluster"
-
-
-def day_range_tags(day: str, keys: list[str] | tuple[str, str], clusters: set[str]) -> dict[str, str]:
-    """Tags that make one run measure one day of every topic key (first to last); the
-    `kafka_cluster` tag lets dagster.yaml keep one measurement run per set of clusters."""
-    return {RANGE_START: f"{day}|{keys[0]}", RANGE_END: f"{day}|{keys[-1]}", CLUSTER_TAG: ",".join(sorted(clusters))}
+from recommender_pipeline.resources import KafkaResource, MeasurementStoreResource, SettingsResource
+from recommender_pipeline.topic_listing import UNSUPPORTED_IN_KEYS, list_cluster_topics
 
 
 def _measure_days(context: dg.ScheduleEvaluationContext, run_keys: dict[str, str]) -> list | dg.SkipReason:
@@ -46,7 +37,7 @@ def _measure_days(context: dg.ScheduleEvaluationContext, run_keys: dict[str, str
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 def daily_measurement_schedule(
-    context: dg.ScheduleEvaluationContext, store: MeasurementStoreResource, config: ConfigResource
+    context: dg.ScheduleEvaluationContext, store: MeasurementStoreResource, config: SettingsResource
 ):
     """At 00:30 UTC, one run measures the day just closed for every topic of every cluster, and
     one more per earlier day of the window that still has topic-days in error or missing, so a
@@ -104,7 +95,7 @@ def recommendations_after_partial_measurement_sensor(context: dg.RunFailureSenso
 
 
 @dg.sensor(job=inventory_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
-def topic_discovery_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, config: ConfigResource):
+def topic_discovery_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, config: SettingsResource):
     """Adds a `topics` partition for each new topic and retires deleted ones.
 
     A retired topic keeps its partition while its measured days are in the rolling history
@@ -140,13 +131,13 @@ def topic_discovery_sensor(context: dg.SensorEvaluationContext, kafka: KafkaReso
     requests = [topics_partitions.build_add_request(new)] if new else []
     requests += [topics_partitions.build_delete_request(expired)] if expired else []
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"inventory-{_digest(live, retired)}")] if changed else [],
+        run_requests=[dg.RunRequest(run_key=f"inventory-{_fingerprint(live, retired)}")] if changed else [],
         dynamic_partitions_requests=requests,
         cursor=json.dumps({key: day for key, day in sorted(since.items()) if key not in expired}),
     )
 
 
-def _digest(*key_sets: set[str]) -> str:
+def _fingerprint(*key_sets: set[str]) -> str:
     text = "|".join(",".join(sorted(keys)) for keys in key_sets)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,43 +17,17 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from recommender_pipeline.connections import ClusterConnection, connection_from_entry
 from recommender_pipeline.errors import ConfigurationError
 
 MIB = 1024 * 1024
 
-# librdkafka properties whose values are secrets: kept in memory, never logged or stored.
-SECRET_PROPERTY = re.compile(r"password|secret|\.pem$|ssl\.key\.|private", re.IGNORECASE)
 CLUSTER_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 class RecommendationModel(StrEnum):
     CAPACITY = "capacity"
     SEED = "seed"
-
-
-@dataclass(frozen=True)
-class ClusterConnection:
-    """How to reach one Kafka cluster: its id and the librdkafka properties for its clients."""
-
-    cluster_id: str
-    properties: dict[str, str] = field(repr=False)
-    source: str = "env"
-    environment_id: str | None = None
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return self.properties["bootstrap.servers"]
-
-    @property
-    def key_id(self) -> str | None:
-        return self.properties.get("sasl.username")
-
-    def public_properties(self) -> dict[str, str]:
-        """The properties with every secret masked, safe for logs and metadata."""
-        return {k: ("***" if SECRET_PROPERTY.search(k) else v) for k, v in self.properties.items()}
-
-    def __repr__(self) -> str:
-        return f"ClusterConnection(cluster_id={self.cluster_id!r}, properties={self.public_properties()!r})"
 
 
 # What each variable expects, quoted in error messages and the README's table.
@@ -251,16 +224,6 @@ class Settings(BaseSettings):
 
     def filter_clusters(self, connections: list[ClusterConnection]) -> list[ClusterConnection]:
         return [c for c in connections if not self.kafka_cluster_filter or c.cluster_id in self.kafka_cluster_filter]
-
-
-def connection_from_entry(entry: dict[str, Any], source: str) -> ClusterConnection:
-    """A cluster from the original tool's credential object plus any librdkafka properties."""
-    properties = {k: str(v) for k, v in entry.items() if k not in {"kafka_cluster_id", "environment_id"}}
-    if "sasl.username" in properties:
-        # Confluent Cloud keys, as in the original tool, unless the entry says otherwise.
-        properties.setdefault("security.protocol", "SASL_SSL")
-        properties.setdefault("sasl.mechanism", "PLAIN")
-    return ClusterConnection(str(entry["kafka_cluster_id"]), properties, source, entry.get("environment_id"))
 
 
 def _variable_and_field(location: str) -> tuple[str, str | None]:

@@ -14,34 +14,14 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 import pytest
 
-from recommender_pipeline.assets import credentials, inventory, measurements, recommendations, reports
-from recommender_pipeline.checks import ALL_CHECKS
-from recommender_pipeline.jobs import FORCE_TAG, FORCE_VALUE
-from recommender_pipeline.partitions import topic_key, topics_partitions
-from recommender_pipeline.resources import MeasurementStoreResource, build_resources
-from recommender_pipeline.settings import Settings
-from recommender_pipeline_tests.known_truth import Dataset, LogDataset, build_attribution_dataset, build_dataset
-from recommender_pipeline_tests.openapi import SPEC_DIR, Specs
-
-REPO = Path(__file__).resolve().parents[1]
-CLUSTER_ID = "local"
-ALL_ASSETS = [
-    *dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports]),
-    *ALL_CHECKS,
-]
-# Variables a developer's shell might carry; tests set what they need and nothing else.
-CONFIG_VARIABLES = [info.alias for info in Settings.model_fields.values() if info.alias] + [
-    "USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS",
-    "USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_RESOURCE_CREDENTIALS",
-]
+from recommender_pipeline_testing.known_truth import Dataset, LogDataset, build_attribution_dataset, build_dataset
+from recommender_pipeline_testing.openapi import SPEC_DIR, Specs
+from recommender_pipeline_testing.pipeline import REPO, Pipeline, apply_configuration, free_port
 
 
 @pytest.fixture(scope="session")
@@ -74,12 +54,6 @@ def specs() -> Specs:
     if not SPEC_DIR.is_dir():
         pytest.fail(f"Confluent's OpenAPI files are not at {SPEC_DIR} (set CCLOUD_OPENAPI_DIR)")
     return Specs(SPEC_DIR)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -126,67 +100,6 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-@dataclass
-class Pipeline:
-    """Runs the assets through Dagster on a test instance with the test's configuration."""
-
-    instance: dg.DagsterInstance
-    tmp_path: Path
-
-    def resources(self) -> dict:
-        return build_resources(str(self.tmp_path / "no.env"))
-
-    @property
-    def store(self) -> MeasurementStoreResource:
-        return self.resources()["store"]
-
-    @property
-    def settings(self) -> Settings:
-        return self.resources()["config"].settings
-
-    def materialize(self, selection: list[str], **kwargs) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            ALL_ASSETS,
-            selection=selection,
-            instance=self.instance,
-            resources=self.resources(),
-            raise_on_error=False,
-            **kwargs,
-        )
-
-    def inventory(self) -> dg.ExecuteInProcessResult:
-        return self.materialize(["credentials", "cluster_inventory"])
-
-    def topic_keys(self) -> list[str]:
-        return self.instance.get_dynamic_partitions(topics_partitions.name)
-
-    def measure(self, day: date, force: bool = False) -> dg.ExecuteInProcessResult:
-        """One day of every known topic, as a single run over the topic range; `force`
-        re-measures the topic-days already settled in the store."""
-        keys = self.topic_keys()
-        return self.materialize(
-            ["topic_measurements"],
-            tags={
-                "dagster/asset_partition_range_start": f"{day.isoformat()}|{keys[0]}",
-                "dagster/asset_partition_range_end": f"{day.isoformat()}|{keys[-1]}",
-                **({FORCE_TAG: FORCE_VALUE} if force else {}),
-            },
-        )
-
-    def recommend(self, day: date) -> dg.ExecuteInProcessResult:
-        return self.materialize(["topic_recommendations", "reports"], partition_key=day.isoformat())
-
-    def measurement(self, day: date, topic: str) -> pd.Series:
-        rows = self.store.read_measurements(day.isoformat(), day.isoformat())
-        match = rows[rows["topic"] == topic]
-        assert len(match) == 1, f"expected one stored row for {topic} on {day}, found {len(match)}"
-        return match.iloc[0]
-
-    def is_materialized(self, day: date, topic: str) -> bool:
-        key = dg.MultiPartitionKey({"date": day.isoformat(), "topic": topic_key(CLUSTER_ID, topic)})
-        return key in self.instance.get_materialized_partitions(dg.AssetKey("topic_measurements"))
-
-
 @pytest.fixture
 def configure(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, tmp_path: Path):
     """Sets the configuration variables for a test (the rest are unset)."""
@@ -195,21 +108,6 @@ def configure(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, tmp_path: P
         apply_configuration(monkeypatch, kafka_bootstrap, tmp_path, **variables)
 
     return apply
-
-
-def apply_configuration(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, tmp_path: Path, **variables) -> None:
-    """Unsets every configuration variable, then sets the test defaults and `variables`."""
-    for name in CONFIG_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    defaults = {
-        "KAFKA_CREDENTIALS": f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{kafka_bootstrap}"}}]',
-        "REPORTS_DIR": str(tmp_path / "reports"),
-        "MEASUREMENT_STORE_PATH": str(tmp_path / "measurements.duckdb"),
-        "SAMPLING_TIMEOUT_SECONDS": "1",
-        "SAMPLING_MAX_CONSECUTIVE_NULLS": "20",
-    }
-    for name, value in {**defaults, **variables}.items():
-        monkeypatch.setenv(name, str(value))
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from recommender_pipeline.measuring import estimation
-from recommender_pipeline.measuring.windows import day_start_ms, iso_utc
-from recommender_pipeline_tests.conftest import Pipeline, apply_configuration
-from recommender_pipeline_tests.known_truth import Expected, LogDataset, in_interval, read_log
+from recommender_pipeline.measuring.days import day_start_ms, iso_utc
+from recommender_pipeline_testing.known_truth import Expected, LogDataset, in_interval, read_log
+from recommender_pipeline_testing.pipeline import Pipeline, apply_configuration
 
 Rows = dict[tuple[date, str], pd.Series]
 

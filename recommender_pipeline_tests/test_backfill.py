@@ -10,8 +10,8 @@ import pandas as pd
 
 from recommender_pipeline import definitions
 from recommender_pipeline.partitions import topics_partitions
-from recommender_pipeline_tests.conftest import CONFIG_VARIABLES, REPO
-from recommender_pipeline_tests.dagster_server import dagster_dev
+from recommender_pipeline_testing.dagster_server import dagster_dev
+from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES, REPO
 
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {

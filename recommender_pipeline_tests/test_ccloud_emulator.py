@@ -21,9 +21,9 @@ import requests
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from recommender_pipeline_tests.ccloud_emulator import ConfluentCloudEmulator
-from recommender_pipeline_tests.openapi import Specs
-from recommender_pipeline_tests.workloads import Record, create_topic, produce, send_records
+from recommender_pipeline_testing.ccloud_emulator import ConfluentCloudEmulator
+from recommender_pipeline_testing.openapi import Specs
+from recommender_pipeline_testing.workloads import Record, create_topic, produce, send_records
 
 AUTH = ("CLOUDKEY00000001", "cloud-secret-1")
 OTHER_AUTH = ("CLOUDKEY00000002", "cloud-secret-2")

@@ -9,12 +9,12 @@ import pytest
 
 from recommender_pipeline import recommend
 from recommender_pipeline.errors import ConfluentApiError
-from recommender_pipeline.measuring.windows import utc_today
+from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.resources.confluent_cloud import ConfluentCloudResource
-from recommender_pipeline_tests.ccloud_emulator import ConfluentCloudEmulator
-from recommender_pipeline_tests.known_truth import records_in_hour
-from recommender_pipeline_tests.workloads import create_topic, produce
+from recommender_pipeline_testing.ccloud_emulator import ConfluentCloudEmulator
+from recommender_pipeline_testing.known_truth import records_in_hour
+from recommender_pipeline_testing.workloads import create_topic, produce
 
 CLOUD_KEY, CLOUD_SECRET = "CLOUDKEY12345678", "cloud-secret-" + "s" * 51
 PRINCIPAL = "sa-recommender"

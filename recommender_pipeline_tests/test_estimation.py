@@ -12,8 +12,8 @@ import random
 import pytest
 
 from recommender_pipeline.measuring.attribution import DayTally, Retention, day_retention
+from recommender_pipeline.measuring.days import HOUR_MS
 from recommender_pipeline.measuring.estimation import HOURS, estimate, plan_blocks
-from recommender_pipeline.measuring.windows import HOUR_MS
 
 DAY_START = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000
 Log = list[tuple[int, int] | None]  # (timestamp, size) per offset, None for a gap

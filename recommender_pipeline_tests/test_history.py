@@ -9,14 +9,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, measurement_job
+from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, day_range_tags, measurement_job
 from recommender_pipeline.measuring import records
-from recommender_pipeline.measuring.windows import utc_today
+from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.resources import build_resources
-from recommender_pipeline.sensors import day_range_tags
-from recommender_pipeline_tests.conftest import ALL_ASSETS, CLUSTER_ID
-from recommender_pipeline_tests.known_truth import records_in_hour
-from recommender_pipeline_tests.workloads import create_topic, produce
+from recommender_pipeline_testing.known_truth import records_in_hour
+from recommender_pipeline_testing.pipeline import ALL_ASSETS, CLUSTER_ID
+from recommender_pipeline_testing.workloads import create_topic, produce
 
 DAY = utc_today() - timedelta(days=1)
 

@@ -15,11 +15,11 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.measuring import hours
+from recommender_pipeline.measuring.days import DAY_MS, HOUR_MS, day_start_ms, utc_today
 from recommender_pipeline.measuring.measurement import TopicSpec
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
-from recommender_pipeline.measuring.windows import DAY_MS, HOUR_MS, day_start_ms, utc_today
 from recommender_pipeline.resources import build_resources
-from recommender_pipeline_tests.workloads import Record, create_topic, produce
+from recommender_pipeline_testing.workloads import Record, create_topic, produce
 
 RETENTION_MS = 7 * HOUR_MS
 PARTITIONS = 2

@@ -6,8 +6,8 @@ import json
 from datetime import date
 
 from recommender_pipeline.measuring import hours
+from recommender_pipeline.measuring.days import DAY_MS, HOUR_MS, day_start_ms
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status
-from recommender_pipeline.measuring.windows import DAY_MS, HOUR_MS, day_start_ms
 
 DAY = date(2026, 3, 1)
 START = day_start_ms(DAY)

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from recommender_pipeline.measuring import estimation
-from recommender_pipeline_tests.known_truth import Dataset, count_received, in_interval
+from recommender_pipeline_testing.known_truth import Dataset, count_received, in_interval
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_inventory_records_partitions_replication_and_configs(dataset, configure
 
 
 def test_a_topic_name_dagster_cannot_key_is_left_out_not_fatal(configure, pipeline, prefix, kafka_bootstrap):
-    from recommender_pipeline_tests.workloads import create_topic
+    from recommender_pipeline_testing.workloads import create_topic
 
     create_topic(kafka_bootstrap, f"{prefix}.ok", 1)
     create_topic(kafka_bootstrap, f"{prefix}.a...b", 1)  # legal in Kafka, invalid in a Dagster key

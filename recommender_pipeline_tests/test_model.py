@@ -5,7 +5,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from recommender_pipeline.measuring.windows import unmeasurable_reason, window_days, window_length_days
+from recommender_pipeline.measuring.days import unmeasurable_reason, window_days, window_length_days
 from recommender_pipeline.model import capacity_recommendation, seed_recommendation
 from recommender_pipeline.reporting import summary_rows
 from recommender_pipeline.settings import MIB, RecommendationModel, Settings
@@ -134,7 +134,7 @@ def test_window_days_end_on_the_day_and_only_a_day_not_begun_is_unmeasurable_by_
 
 
 def test_metrics_api_hot_partition_flags_reach_the_window_from_a_boolean_column():
-    from recommender_pipeline.window import build_recommendations
+    from recommender_pipeline.topic_window import build_recommendations
 
     inventory = pd.DataFrame(
         [{"cluster_id": "c", "topic": "t", "partitions": 2, "retention_ms": -1, "is_compacted": False}]

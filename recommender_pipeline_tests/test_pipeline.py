@@ -11,9 +11,9 @@ import pytest
 
 from recommender_pipeline.definitions import defs
 from recommender_pipeline.reporting import DETAIL_LEADING_COLUMNS
-from recommender_pipeline_tests.conftest import CLUSTER_ID, CONFIG_VARIABLES
-from recommender_pipeline_tests.known_truth import Dataset, records_in_hour
-from recommender_pipeline_tests.workloads import create_topic, produce
+from recommender_pipeline_testing.known_truth import Dataset, records_in_hour
+from recommender_pipeline_testing.pipeline import CLUSTER_ID, CONFIG_VARIABLES
+from recommender_pipeline_testing.workloads import create_topic, produce
 
 MIB = 1024 * 1024
 
@@ -129,7 +129,7 @@ def test_a_topic_deleted_after_the_inventory_is_an_error_and_the_others_land(
 ):
     from confluent_kafka.admin import AdminClient
 
-    from recommender_pipeline.measuring.windows import utc_today
+    from recommender_pipeline.measuring.days import utc_today
 
     day = utc_today()
     for name in ("keep", "doomed"):
@@ -159,7 +159,7 @@ def test_a_topic_deleted_after_the_inventory_is_an_error_and_the_others_land(
 
 def test_the_one_command_measures_missing_days_and_writes_reports(prefix, kafka_bootstrap, tmp_path):
     """`recommender-pipeline` end to end in its own process, steps on the multiprocess executor."""
-    from recommender_pipeline.measuring.windows import utc_today
+    from recommender_pipeline.measuring.days import utc_today
 
     today = utc_today()
     create_topic(kafka_bootstrap, f"{prefix}.events", 4)
@@ -174,7 +174,7 @@ def test_the_one_command_measures_missing_days_and_writes_reports(prefix, kafka_
         REPORTS_DIR=str(tmp_path / "reports"),
         MEASUREMENT_STORE_PATH=str(tmp_path / "measurements.duckdb"),
     )
-    command = [sys.executable, "-m", "recommender_pipeline.recommend"]
+    command = [sys.executable, "-m", "recommender_pipeline.cli"]
     first = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     yesterday = today.fromordinal(today.toordinal() - 1)

@@ -9,8 +9,8 @@ import pandas as pd
 from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.measuring import hours
+from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status
-from recommender_pipeline.measuring.windows import utc_today
 from recommender_pipeline.partitions import HISTORY_DAYS, topics_partitions
 from recommender_pipeline.sensors import (
     daily_measurement_schedule,
@@ -18,9 +18,9 @@ from recommender_pipeline.sensors import (
     recommendations_after_measurement_sensor,
     topic_discovery_sensor,
 )
-from recommender_pipeline_tests.conftest import REPO
-from recommender_pipeline_tests.known_truth import records_in_hour
-from recommender_pipeline_tests.workloads import create_topic, produce
+from recommender_pipeline_testing.known_truth import records_in_hour
+from recommender_pipeline_testing.pipeline import REPO
+from recommender_pipeline_testing.workloads import create_topic, produce
 
 
 def test_the_instance_template_loads_with_run_and_pool_limits(tmp_path):

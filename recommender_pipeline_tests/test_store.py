@@ -28,13 +28,13 @@ from pandas.testing import assert_frame_equal
 from sqlalchemy.pool import NullPool
 
 from recommender_pipeline.errors import ConfigurationError
-from recommender_pipeline.resources import ConfigResource, MeasurementStoreResource
-from recommender_pipeline.resources import store as store_module
+from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
+from recommender_pipeline.resources.store import sessions
 from recommender_pipeline.resources.store import INVENTORY_COLUMNS, MEASUREMENT_COLUMNS
 from recommender_pipeline.settings import load_settings
-from recommender_pipeline_tests.conftest import CLUSTER_ID, REPO
-from recommender_pipeline_tests.known_truth import DayTruth, records_in_hour
-from recommender_pipeline_tests.workloads import create_topic, produce
+from recommender_pipeline_testing.known_truth import DayTruth, records_in_hour
+from recommender_pipeline_testing.pipeline import CLUSTER_ID, REPO
+from recommender_pipeline_testing.workloads import create_topic, produce
 
 ENGINES = ["duckdb", "postgresql"]
 BIG = 2**63 - 1  # BIGINT's largest: exact only if no float ever carries it
@@ -87,7 +87,7 @@ def _env_file(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> Pa
 
 
 def _store(env_file: Path) -> MeasurementStoreResource:
-    return MeasurementStoreResource(config=ConfigResource(env_file=str(env_file)))
+    return MeasurementStoreResource(config=SettingsResource(env_file=str(env_file)))
 
 
 @pytest.fixture(params=ENGINES)
@@ -343,7 +343,7 @@ def _writer(env_file: str, name: str, batches: int, barrier, errors) -> None:
     """A process that replaces its own topics and one shared topic, `batches` times, pausing
     between a write's delete and its insert so that the two writers' transactions overlap."""
     try:
-        for session in (store_module._DuckDBSession, store_module._PostgresSession):
+        for session in (sessions.DuckDBSession, sessions.PostgresSession):
             session.insert = _after_a_pause(session.insert)
         store = _store(Path(env_file))
         barrier.wait(60)

@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recommender_pipeline_tests.conftest import CLUSTER_ID, CONFIG_VARIABLES, REPO
-from recommender_pipeline_tests.dagster_server import dagster_dev
-from recommender_pipeline_tests.known_truth import records_in_hour
-from recommender_pipeline_tests.workloads import create_topic, produce
+from recommender_pipeline_testing.dagster_server import dagster_dev
+from recommender_pipeline_testing.known_truth import records_in_hour
+from recommender_pipeline_testing.pipeline import CLUSTER_ID, CONFIG_VARIABLES, REPO
+from recommender_pipeline_testing.workloads import create_topic, produce
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -70,7 +70,7 @@ def widen_to_fit(page, element, margin: int = 48, max_width: int = 3000) -> None
 
 def materialize_today(env: dict[str, str], cwd: Path) -> str:
     """Runs the one command in its own process; returns the window's end day it recommended for."""
-    command = [sys.executable, "-m", "recommender_pipeline.recommend", "--in-process"]
+    command = [sys.executable, "-m", "recommender_pipeline.cli", "--in-process"]
     result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     match = re.search(r"^window ending (\d{4}-\d{2}-\d{2}):", result.stdout, re.MULTILINE)
@@ -82,7 +82,7 @@ def test_ui_shows_the_asset_graph_and_a_days_recommendations(prefix, kafka_boots
     require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
-    from recommender_pipeline.measuring.windows import utc_today
+    from recommender_pipeline.measuring.days import utc_today
 
     today = utc_today()
     topics = {f"{prefix}.orders": (3, 600, 120), f"{prefix}.clicks": (1, 200, 40)}

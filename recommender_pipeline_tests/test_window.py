@@ -11,7 +11,7 @@ import pytest
 
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.settings import Settings
-from recommender_pipeline.window import topic_window
+from recommender_pipeline.topic_window import topic_window
 
 END = date(2026, 11, 20)
 SPEC = TopicSpec("c1", "orders", 3, None, False)

@@ -28,10 +28,10 @@ from recommender_pipeline.partitions import (
     topic_key,
 )
 from recommender_pipeline.resources import (
-    ConfigResource,
     ConfluentCloudResource,
     KafkaResource,
     MeasurementStoreResource,
+    SettingsResource,
 )
 
 
@@ -98,7 +98,7 @@ def forced(context: dg.OpExecutionContext) -> bool:
 def plan_measurement_chunks(
     context: dg.OpExecutionContext,
     cluster_inventory: pd.DataFrame,
-    config: ConfigResource,
+    config: SettingsResource,
     store: MeasurementStoreResource,
 ):
     """Splits the run's partitions that still need measuring into per-cluster chunks.
@@ -132,7 +132,7 @@ def plan_measurement_chunks(
 def measure_topic_chunk(
     context: dg.OpExecutionContext,
     chunk: MeasurementChunk,
-    config: ConfigResource,
+    config: SettingsResource,
     kafka: KafkaResource,
     cloud: ConfluentCloudResource,
     store: MeasurementStoreResource,

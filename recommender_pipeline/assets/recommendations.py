@@ -6,10 +6,10 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline.measuring.windows import window_days
+from recommender_pipeline.measuring.days import window_days
 from recommender_pipeline.partitions import daily_partitions
-from recommender_pipeline.resources import ConfigResource, MeasurementStoreResource
-from recommender_pipeline.window import build_recommendations
+from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
+from recommender_pipeline.topic_window import build_recommendations
 
 with warnings.catch_warnings():
     # Beta in this Dagster release, and exactly the mapping wanted: a day's recommendation
@@ -39,7 +39,7 @@ PREVIEW_COLUMNS = [
 def topic_recommendations(
     context: dg.AssetExecutionContext,
     cluster_inventory: pd.DataFrame,
-    config: ConfigResource,
+    config: SettingsResource,
     store: MeasurementStoreResource,
 ) -> pd.DataFrame:
     """One row per topic: current and recommended partitions, the window's records, bytes, mean

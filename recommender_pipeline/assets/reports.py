@@ -7,12 +7,12 @@ import pandas as pd
 
 from recommender_pipeline.partitions import daily_partitions
 from recommender_pipeline.reporting import detail_frame, report_paths, summary_rows, write_csv_atomically
-from recommender_pipeline.resources import ConfigResource
+from recommender_pipeline.resources import SettingsResource
 
 
 @dg.asset(partitions_def=daily_partitions, group_name="reports", kinds={"csv"})
 def reports(
-    context: dg.AssetExecutionContext, topic_recommendations: pd.DataFrame, config: ConfigResource
+    context: dg.AssetExecutionContext, topic_recommendations: pd.DataFrame, config: SettingsResource
 ) -> pd.DataFrame:
     """`<cluster>-recommender-<epoch>-<day>-<run>-detail-report.csv` and `...-summary-report.csv`
     in `REPORTS_DIR`, written atomically, never over another report; returns the files written."""

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import stats
 
 from recommender_pipeline.measuring.attribution import DayTally
-from recommender_pipeline.measuring.windows import HOUR_MS, HOURS_PER_DAY
+from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY
 
 TARGET_BLOCKS = 96  # blocks read per sampled partition: each round of blocks is one fetch round trip
 MIN_BLOCK_OFFSETS = 4

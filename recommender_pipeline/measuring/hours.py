@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import date
 
-from recommender_pipeline.measuring.windows import HOUR_MS, HOURS_PER_DAY, day_start_ms, iso_utc
+from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY, day_start_ms, iso_utc
 
 COMPLETE, OPEN, PARTIAL, LOST, NOT_READ = "c", "o", "p", "x", "-"
 # Which capture of an hour wins: the more completely seen one; a tie of open or partial

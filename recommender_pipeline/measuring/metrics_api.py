@@ -12,8 +12,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
+from recommender_pipeline.measuring.days import DAY_MS, day_end_ms, day_start_ms, iso_utc, unmeasurable_reason
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
-from recommender_pipeline.measuring.windows import DAY_MS, day_end_ms, day_start_ms, iso_utc, unmeasurable_reason
 
 METHOD = Method.METRICS_API
 RETENTION_DAYS = 7  # the Metrics API keeps a week of data

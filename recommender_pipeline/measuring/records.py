@@ -30,12 +30,7 @@ from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.measuring import offsets as boundary
 from recommender_pipeline.measuring.attribution import DayTally, Retention, day_retention
-from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, estimate, plan_blocks, worth_sampling
-from recommender_pipeline.measuring.hours import NOT_READ, describe_missing, hour_states
-from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
-from recommender_pipeline.measuring.offsets import Key
-from recommender_pipeline.measuring.reading import Range, first_record_at, read_ranges
-from recommender_pipeline.measuring.windows import (
+from recommender_pipeline.measuring.days import (
     DAY_MS,
     HOUR_MS,
     HOURS_PER_DAY,
@@ -44,6 +39,11 @@ from recommender_pipeline.measuring.windows import (
     iso_utc,
     unmeasurable_reason,
 )
+from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, estimate, plan_blocks, worth_sampling
+from recommender_pipeline.measuring.hours import NOT_READ, describe_missing, hour_states
+from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
+from recommender_pipeline.measuring.offsets import Key
+from recommender_pipeline.measuring.reading import Range, first_record_at, read_ranges
 
 METHOD = Method.SAMPLING_RECORDS
 # Blocks want tens of records, not the megabyte a bulk read prefetches per partition.

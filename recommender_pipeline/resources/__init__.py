@@ -1,24 +1,24 @@
 """Dagster resources: the only doors from the pipeline to the outside world."""
 
-from recommender_pipeline.resources.config import ConfigResource
+from recommender_pipeline.resources.aws_secrets import AwsSecretsResource
 from recommender_pipeline.resources.confluent_cloud import ConfluentCloudResource
 from recommender_pipeline.resources.kafka import KafkaResource
-from recommender_pipeline.resources.secrets import SecretsManagerResource
+from recommender_pipeline.resources.settings import SettingsResource
 from recommender_pipeline.resources.store import MeasurementStoreResource
 
 __all__ = [
-    "ConfigResource",
+    "AwsSecretsResource",
     "ConfluentCloudResource",
     "KafkaResource",
     "MeasurementStoreResource",
-    "SecretsManagerResource",
+    "SettingsResource",
 ]
 
 
 def build_resources(env_file: str) -> dict:
     """The resource set of the code location (and of tests, with their own env file)."""
-    config = ConfigResource(env_file=env_file)
-    secrets = SecretsManagerResource(config=config)
+    config = SettingsResource(env_file=env_file)
+    secrets = AwsSecretsResource(config=config)
     return {
         "config": config,
         "secrets": secrets,

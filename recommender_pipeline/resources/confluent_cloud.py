@@ -16,8 +16,8 @@ import requests
 from pydantic import PrivateAttr
 
 from recommender_pipeline.errors import ConfluentApiError, CredentialsError
-from recommender_pipeline.resources.config import ConfigResource
-from recommender_pipeline.resources.secrets import SecretsManagerResource
+from recommender_pipeline.resources.aws_secrets import AwsSecretsResource
+from recommender_pipeline.resources.settings import SettingsResource
 
 RETRYABLE = {429, 500, 502, 503, 504}
 PAGE_SIZE = 100
@@ -102,8 +102,8 @@ class ConfluentCloudResource(dg.ConfigurableResource):
     (`CONFLUENT_CLOUD_API_SECRET_PATH`) when `USE_AWS_SECRETS_MANAGER` is true.
     """
 
-    config: dg.ResourceDependency[ConfigResource]
-    secrets: dg.ResourceDependency[SecretsManagerResource]
+    config: dg.ResourceDependency[SettingsResource]
+    secrets: dg.ResourceDependency[AwsSecretsResource]
     backoff_seconds: float = 1.0
     _clients: dict = PrivateAttr(default_factory=dict)
 

@@ -7,11 +7,11 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from pydantic import PrivateAttr
 
-from recommender_pipeline.credentials import kafka_connections
+from recommender_pipeline.connections import ClusterConnection
 from recommender_pipeline.errors import ConfigurationError
-from recommender_pipeline.resources.config import ConfigResource
-from recommender_pipeline.resources.secrets import SecretsManagerResource
-from recommender_pipeline.settings import ClusterConnection
+from recommender_pipeline.kafka_credentials import kafka_connections
+from recommender_pipeline.resources.aws_secrets import AwsSecretsResource
+from recommender_pipeline.resources.settings import SettingsResource
 
 # Quiet, bounded clients: librdkafka logs at warning level and gives up on a dead cluster.
 COMMON = {"log_level": 4, "socket.connection.setup.timeout.ms": 10_000, "enable.metrics.push": False}
@@ -24,8 +24,8 @@ class KafkaResource(dg.ConfigurableResource):
     the properties never leave this process.
     """
 
-    config: dg.ResourceDependency[ConfigResource]
-    secrets: dg.ResourceDependency[SecretsManagerResource]
+    config: dg.ResourceDependency[SettingsResource]
+    secrets: dg.ResourceDependency[AwsSecretsResource]
     _connections: dict | None = PrivateAttr(default=None)
 
     def connections(self) -> dict[str, ClusterConnection]:

@@ -19,7 +19,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from recommender_pipeline_tests.conftest import CONFIG_VARIABLES, REPO
+from recommender_pipeline.cli import INSTANCE_YAML
+from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES, REPO, free_port
 
 T = TypeVar("T")
 
-INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 LOG_NAME = "dagster-dev.log"
 START_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 20.0
@@ -77,12 +76,6 @@ class GraphQLError(DagsterServerError):
         super().__init__(message)
         self.errors = errors or []
         self.response = response
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:

@@ -21,13 +21,18 @@ import dagster as dg
 import pandas as pd
 
 from recommender_pipeline import definitions
-from recommender_pipeline.credentials import Provisioning, provisioned_credentials
 from recommender_pipeline.errors import ConfigurationError, RecommenderError
-from recommender_pipeline.jobs import FORCE_TAG, FORCE_VALUE, IN_PROCESS_RUN_CONFIG, measurement_run_config
-from recommender_pipeline.measuring.windows import utc_today, window_days
+from recommender_pipeline.jobs import (
+    FORCE_TAG,
+    FORCE_VALUE,
+    IN_PROCESS_RUN_CONFIG,
+    day_range_tags,
+    measurement_run_config,
+)
+from recommender_pipeline.kafka_credentials import Provisioning, provisioned_credentials
+from recommender_pipeline.measuring.days import utc_today, window_days
 from recommender_pipeline.partitions import split_topic_key, topics_partitions
 from recommender_pipeline.resources import build_resources
-from recommender_pipeline.sensors import day_range_tags
 from recommender_pipeline.settings import Settings, load_settings
 
 DEFAULT_DAGSTER_HOME = Path(".local/dagster_home")
@@ -138,7 +143,7 @@ def _run(
     return outcome
 
 
-def _digest(detail_path: str) -> str:
+def _terminal_table(detail_path: str) -> str:
     """The detail report's key columns, as a person reads them in a terminal."""
     detail = pd.read_csv(detail_path, keep_default_na=False)
     columns = {
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in outcome.reports:
         print(f"report: {path}")
         if path.endswith("-detail-report.csv"):
-            print(_digest(path))
+            print(_terminal_table(path))
     if outcome.provisioning is not None:
         created, deleted = outcome.provisioning.created_keys, outcome.provisioning.deleted_keys
         print(f"API keys: {len(created)} created, {len(deleted)} deleted")

@@ -12,9 +12,9 @@ from datetime import date
 
 import pandas as pd
 
+from recommender_pipeline.measuring.days import window_days, window_length_days
 from recommender_pipeline.measuring.hours import describe_missing
 from recommender_pipeline.measuring.metrics_api import METHOD as METRICS_METHOD
-from recommender_pipeline.measuring.windows import window_days, window_length_days
 from recommender_pipeline.model import recommend
 from recommender_pipeline.settings import Settings
 

@@ -8,17 +8,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import PrivateAttr
 
 from recommender_pipeline.errors import CredentialsError
-from recommender_pipeline.resources.config import ConfigResource
+from recommender_pipeline.resources.settings import SettingsResource
 
 
-class SecretsManagerResource(dg.ConfigurableResource):
+class AwsSecretsResource(dg.ConfigurableResource):
     """Reads JSON secrets by `{"region_name", "secret_name"}` paths; values stay in memory.
 
     `AWS_SECRETS_MANAGER_ENDPOINT_URL` points boto3 at another endpoint (a test server);
     AWS credentials come from boto3's usual chain.
     """
 
-    config: dg.ResourceDependency[ConfigResource]
+    config: dg.ResourceDependency[SettingsResource]
     _cache: dict = PrivateAttr(default_factory=dict)
 
     def get_json(self, path: dict, variable: str) -> dict:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from recommender_pipeline.connections import ClusterConnection, connection_from_entry
 from recommender_pipeline.errors import ConfluentApiError, CredentialsError
-from recommender_pipeline.settings import ClusterConnection, Settings, connection_from_entry
+from recommender_pipeline.settings import Settings
 
 PROVISIONED_VARIABLE = "RECOMMENDER_PROVISIONED_CREDENTIALS"
 REQUIRED_SECRET_KEYS = ("kafka_cluster_id", "bootstrap.servers")

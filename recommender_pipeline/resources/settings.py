@@ -6,7 +6,7 @@ from pydantic import PrivateAttr
 from recommender_pipeline.settings import Settings, load_settings
 
 
-class ConfigResource(dg.ConfigurableResource):
+class SettingsResource(dg.ConfigurableResource):
     """Reads the original tool's variables from the environment and `env_file`.
 
     Nothing secret lives in the resource's own config, so run config and the event log never

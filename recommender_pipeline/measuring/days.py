@@ -21,10 +21,6 @@ def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
-def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
-
-
 def iso_utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
 

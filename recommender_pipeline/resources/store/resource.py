@@ -1,0 +1,203 @@
+"""The measurement store: one row per (day, cluster, topic), plus the latest inventory.
+
+An embedded DuckDB file by default (`MEASUREMENT_STORE_PATH`), or PostgreSQL when
+`MEASUREMENT_STORE_URL` names one. Both engines run the same code: the same tables, the same
+add-missing-columns migration, the same queries, and every write is one transaction that deletes
+the rows it replaces and inserts the new ones. A small backend per engine does what differs: how
+to connect, the column types, bulk loading, and concurrency.
+
+- DuckDB lets one process write at a time, so each call opens the file briefly and retries while
+  another process holds the lock.
+- PostgreSQL takes concurrent writers. Replacing rows locks their keys first (transaction-scoped
+  advisory locks, taken in a fixed order, before the stored rows are read to be merged), so two
+  writers of the same (day, cluster, topic) queue up and the second merges with what the first
+  wrote, while writers of other keys go on in parallel; replacing the
+  inventory locks its table against other writers (readers are never blocked).
+
+Reads return the same frame from both engines: "date" as ISO strings, integers and booleans as
+numpy dtypes, or pandas' nullable ones when the column holds a NULL (as DuckDB returns them).
+"""
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator, Sequence
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import sqlalchemy as sa
+
+from recommender_pipeline.measuring import hours
+from recommender_pipeline.measuring.days import window_days
+from recommender_pipeline.measuring.measurement import MEASUREMENT_COLUMNS, MEASUREMENT_KEY, Measurement
+from recommender_pipeline.resources.settings import SettingsResource
+from recommender_pipeline.resources.store.frames import incoming_frame, result_frame
+from recommender_pipeline.resources.store.schema import INVENTORY_COLUMNS, INVENTORY_KEY, ensure_tables
+from recommender_pipeline.resources.store.sessions import (
+    DuckDBSession,
+    PostgresSession,
+    Session,
+    lock_id,
+    postgres_engine,
+)
+
+LOCK_WAIT_SECONDS = 60  # how long to wait for another process's hold on the DuckDB file
+
+
+class MeasurementStoreResource(dg.ConfigurableResource):
+    """Reads and writes measurements in PostgreSQL when `MEASUREMENT_STORE_URL` is set, else in
+    the DuckDB file named by `MEASUREMENT_STORE_PATH`. The URL, with its password, stays in the
+    settings of the process: it is not part of the resource's config."""
+
+    config: dg.ResourceDependency[SettingsResource]
+
+    @property
+    def path(self) -> Path:
+        return self.config.settings.measurement_store_path
+
+    @property
+    def url(self) -> str | None:
+        return self.config.settings.measurement_store_url
+
+    @property
+    def engine(self) -> str:
+        return "postgresql" if self.url else "duckdb"
+
+    @property
+    def location(self) -> str:
+        """Where the measurements are, safe to log: the file, or the URL with its password masked."""
+        return sa.make_url(self.url).render_as_string(hide_password=True) if self.url else str(self.path)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A session on a store whose tables are up to date, in a transaction that commits when
+        the block ends and rolls back if it raises."""
+        if self.url:
+            engine = postgres_engine(self.url)
+            with engine.begin() as connection:  # the schema in its own short transaction
+                # One process at a time creates or migrates tables (CREATE IF NOT EXISTS races otherwise).
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id("schema", ())})
+                ensure_tables(PostgresSession(connection))
+            with engine.begin() as connection:
+                yield PostgresSession(connection)
+            return
+        with self._duckdb() as connection:
+            session = DuckDBSession(connection)
+            ensure_tables(session)
+            connection.execute("BEGIN")
+            try:
+                yield session
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _duckdb(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                connection = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as error:  # another process holds the write lock
+                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.1, 0.5))
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def write_measurements(self, measurements: Sequence[Measurement | dict], force: bool = False) -> list[dict]:
+        """Stores rows by (day, cluster, topic), and returns the rows written.
+
+        Never a downgrade (unless `force`, which replaces): a new capture is merged with the
+        stored row hour by hour, each hour kept from the capture that saw it more completely
+        (`hours.merge`), and a stored `measured` or `empty` row stays when the new one is
+        `not_measurable` or `error`. Re-measuring a day after its records aged out, or through a
+        failing broker, never erases what was measured.
+        """
+        rows = [m.as_row() if isinstance(m, Measurement) else m for m in measurements]
+        if not rows:
+            return []
+        with self._transaction() as session:
+            if not force:
+                key_columns = {k: MEASUREMENT_COLUMNS[k] for k in MEASUREMENT_KEY}
+                keys = incoming_frame({k: [row[k] for row in rows] for k in MEASUREMENT_KEY}, key_columns)
+                session.lock_keys("measurements", keys.drop_duplicates())
+                rows = _merged_with_stored(session, rows)
+            if rows:
+                frame = incoming_frame(
+                    {name: [row.get(name) for row in rows] for name in MEASUREMENT_COLUMNS}, MEASUREMENT_COLUMNS
+                )
+                session.delete_keys("measurements", frame[list(MEASUREMENT_KEY)].drop_duplicates())
+                session.insert("measurements", frame)
+        return rows
+
+    def days_to_capture(self, end_day: date, days_back: int, force: bool = False) -> list[date]:
+        """Days among the `days_back` ending on `end_day` with an inventoried topic-day still to
+        capture: not yet measured, open, in error, or with hours left to read
+        (`hours.pending_reads`); every day with `force`."""
+        inventory = self.read_inventory()
+        days = window_days(end_day, days_back)
+        if not days:
+            return []
+        stored = self.read_measurements(days[0].isoformat(), days[-1].isoformat()).to_dict("records")
+        todo = []
+        for day in days:
+            for cluster_id, topics in inventory.groupby("cluster_id")["topic"]:
+                rows = [row for row in stored if row["date"] == day.isoformat() and row["cluster_id"] == cluster_id]
+                if hours.pending_reads(rows, day, list(topics), force):
+                    todo.append(day)
+                    break
+        return todo
+
+    def read_measurements(self, first_day: str, last_day: str) -> pd.DataFrame:
+        """The rows of the days from `first_day` to `last_day` (ISO dates, both included)."""
+        with self._transaction() as session:
+            order = ", ".join(f"{k}{session.binary_order}" for k in ("cluster_id", "topic")) + ', "date"'
+            columns, rows = session.query(
+                'SELECT * FROM measurements WHERE "date" BETWEEN CAST(:first_day AS DATE) AND CAST(:last_day AS DATE) '
+                f"ORDER BY {order}",
+                {"first_day": str(first_day), "last_day": str(last_day)},
+            )
+        return result_frame(columns, rows, MEASUREMENT_COLUMNS)
+
+    def replace_inventory(self, inventory: pd.DataFrame) -> None:
+        given = inventory.reindex(columns=list(INVENTORY_COLUMNS))
+        frame = incoming_frame({name: given[name].tolist() for name in INVENTORY_COLUMNS}, INVENTORY_COLUMNS)
+        with self._transaction() as session:
+            session.lock_table("inventory")
+            session.execute("DELETE FROM inventory")
+            session.insert("inventory", frame)
+
+    def read_inventory(self) -> pd.DataFrame:
+        with self._transaction() as session:
+            order = ", ".join(f"{k}{session.binary_order}" for k in INVENTORY_KEY)
+            columns, rows = session.query(f"SELECT * FROM inventory ORDER BY {order}")
+        return result_frame(columns, rows, INVENTORY_COLUMNS)
+
+
+def _merged_with_stored(session: Session, rows: list[dict]) -> list[dict]:
+    """The rows to write: each incoming row merged with the stored one of its key (`hours.merge`),
+    leaving out those that would change nothing or downgrade what is stored."""
+    days = sorted({str(pd.Timestamp(row["date"]).date()) for row in rows})
+    columns, stored = session.query(
+        'SELECT * FROM measurements WHERE "date" BETWEEN CAST(:first_day AS DATE) AND CAST(:last_day AS DATE)',
+        {"first_day": days[0], "last_day": days[-1]},
+    )
+    kept = {}
+    for values in stored:
+        row = dict(zip(columns, values, strict=True))
+        kept[(str(row["date"]), row["cluster_id"], row["topic"])] = row
+    merged = []
+    for row in rows:
+        key = (str(pd.Timestamp(row["date"]).date()), row["cluster_id"], row["topic"])
+        result = hours.merge(kept.get(key), row)
+        if result is not None:
+            merged.append(result)
+    return merged

@@ -1,0 +1,64 @@
+"""Listing a cluster's topics with their configuration, after the filters: what the inventory
+asset stores and what topic discovery compares against Dagster's partitions."""
+
+from datetime import UTC, datetime
+
+from confluent_kafka import KafkaException, TopicCollection
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+from recommender_pipeline.settings import Settings
+
+SYSTEM_PREFIXES = ("__", "_confluent", "_schemas")
+TIMEOUT_SECONDS = 30
+UNSUPPORTED_IN_KEYS = "..."
+
+
+def is_internal(topic: str, broker_says_internal: bool) -> bool:
+    """Internal means marked so by the broker or a system name; a user's `_app` topic is not."""
+    return broker_says_internal or topic.startswith(SYSTEM_PREFIXES)
+
+
+def matches_topic_filter(topic: str, topic_filter: list[str]) -> bool:
+    """`TOPIC_FILTER` entries match as case-insensitive substrings; no entries match all."""
+    return not topic_filter or any(entry.lower() in topic.lower() for entry in topic_filter)
+
+
+def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings) -> tuple[list[dict], int]:
+    """The cluster's topics that pass the filters, and how many were filtered out."""
+    names = sorted(admin.list_topics(timeout=TIMEOUT_SECONDS).topics, key=str.lower)
+    if not names:
+        return [], 0
+    descriptions = admin.describe_topics(TopicCollection(names), request_timeout=TIMEOUT_SECONDS)
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
+    configs = admin.describe_configs(resources, request_timeout=TIMEOUT_SECONDS)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    rows, excluded = [], 0
+    for name, resource in zip(names, resources, strict=True):
+        try:
+            description = descriptions[name].result()
+        except KafkaException:  # deleted while we looked
+            continue
+        internal = is_internal(name, description.is_internal)
+        if (internal and not settings.include_internal_topics) or not matches_topic_filter(name, settings.topic_filter):
+            excluded += 1
+            continue
+        try:
+            entries = configs[resource].result()
+        except KafkaException:
+            entries = {}
+        policy = entries["cleanup.policy"].value if "cleanup.policy" in entries else "delete"
+        retention = int(entries["retention.ms"].value) if "retention.ms" in entries else None
+        rows.append(
+            {
+                "cluster_id": cluster_id,
+                "topic": name,
+                "partitions": len(description.partitions),
+                "replication_factor": len(description.partitions[0].replicas) if description.partitions else 0,
+                "cleanup_policy": policy,
+                "retention_ms": retention,
+                "is_internal": internal,
+                "is_compacted": "compact" in policy.lower(),
+                "inventoried_at": now,
+            }
+        )
+    return rows, excluded
