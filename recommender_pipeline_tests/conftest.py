@@ -23,14 +23,30 @@ from recommender_pipeline_testing.known_truth import Dataset, LogDataset, build_
 from recommender_pipeline_testing.openapi import SPEC_DIR, Specs
 from recommender_pipeline_testing.pipeline import REPO, Pipeline, apply_configuration, free_port
 
+# A test whose fixtures start one of these services is an integration test; the rest are the unit
+# layer (`scripts/test --unit`): no Java, no broker, no server.
+SERVICE_FIXTURES = {"kafka_bootstrap", "secrets_manager_url", "postgres_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        if SERVICE_FIXTURES & set(item.fixturenames) or "postgresql" in params.values():
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    if os.environ.get("KAFKA_BOOTSTRAP"):
-        return os.environ["KAFKA_BOOTSTRAP"]
-    port = os.environ.get("KAFKA_LOCAL_PORT", "19092")
-    subprocess.run([str(REPO / "scripts" / "kafka-local"), "start"], check=True)
-    return f"127.0.0.1:{port}"
+def bootstrap_address() -> str:
+    """Where the local broker is, or would be: configuring alone never starts it."""
+    return os.environ.get("KAFKA_BOOTSTRAP") or f"127.0.0.1:{os.environ.get('KAFKA_LOCAL_PORT', '19092')}"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(bootstrap_address: str) -> str:
+    """The running broker: `.ci/run` and `scripts/test` start it; a developer's pytest starts it here."""
+    if not os.environ.get("KAFKA_BOOTSTRAP"):
+        subprocess.run([str(REPO / "scripts" / "kafka-local"), "start"], check=True)
+    return bootstrap_address
 
 
 @pytest.fixture(scope="session")
@@ -101,11 +117,12 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def configure(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, tmp_path: Path):
-    """Sets the configuration variables for a test (the rest are unset)."""
+def configure(monkeypatch: pytest.MonkeyPatch, bootstrap_address: str, tmp_path: Path):
+    """Sets the configuration variables for a test (the rest are unset); a test that talks to
+    the broker asks for `kafka_bootstrap` as well."""
 
     def apply(**variables: object) -> None:
-        apply_configuration(monkeypatch, kafka_bootstrap, tmp_path, **variables)
+        apply_configuration(monkeypatch, bootstrap_address, tmp_path, **variables)
 
     return apply
 

@@ -29,8 +29,7 @@ from sqlalchemy.pool import NullPool
 
 from recommender_pipeline.errors import ConfigurationError
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
-from recommender_pipeline.resources.store import sessions
-from recommender_pipeline.resources.store import INVENTORY_COLUMNS, MEASUREMENT_COLUMNS
+from recommender_pipeline.resources.store import INVENTORY_COLUMNS, MEASUREMENT_COLUMNS, sessions
 from recommender_pipeline.settings import load_settings
 from recommender_pipeline_testing.known_truth import DayTruth, records_in_hour
 from recommender_pipeline_testing.pipeline import CLUSTER_ID, REPO

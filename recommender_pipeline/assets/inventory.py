@@ -5,22 +5,22 @@ import pandas as pd
 from confluent_kafka import KafkaException
 
 from recommender_pipeline.partitions import topic_key, topics_partitions
-from recommender_pipeline.resources import KafkaResource, MeasurementStoreResource, SettingsResource
+from recommender_pipeline.resources import KafkaResource, SettingsResource
 from recommender_pipeline.resources.store import INVENTORY_COLUMNS
 from recommender_pipeline.topic_listing import UNSUPPORTED_IN_KEYS, list_cluster_topics
 
 
-@dg.asset(group_name="inventory", kinds={"kafka", "duckdb"})
+@dg.asset(group_name="inventory", kinds={"kafka", "duckdb"}, io_manager_key="inventory_io_manager")
 def cluster_inventory(
     context: dg.AssetExecutionContext,
     credentials: pd.DataFrame,
     config: SettingsResource,
     kafka: KafkaResource,
-    store: MeasurementStoreResource,
 ) -> pd.DataFrame:
     """Per cluster, every topic with its partitions, replication factor, `cleanup.policy`,
     `retention.ms` and internal flag, after `TOPIC_FILTER` and `INCLUDE_INTERNAL_TOPICS`.
-    Adds a `topics` dynamic partition for each new topic so it is measured from now on."""
+    Adds a `topics` dynamic partition for each new topic so it is measured from now on; the
+    inventory itself lives in the store's inventory table (`InventoryIOManager`)."""
     settings = config.settings
     rows: list[dict] = []
     failed: dict[str, str] = {}
@@ -47,7 +47,6 @@ def cluster_inventory(
     new_keys = [key for key in keys if key not in known]
     if new_keys:
         context.instance.add_dynamic_partitions(topics_partitions.name, new_keys)
-    store.replace_inventory(inventory)
 
     # A generator, so that a partial inventory is still the asset's output (the other clusters'
     # topics are measured) before the Failure marks the run as failed for the cluster that was not.

@@ -1,4 +1,4 @@
-"""UTC days, their boundaries, and which days a topic's retention still lets us measure."""
+"""UTC days: their boundaries, the window of days ending on a day, and its length under a topic's retention."""
 
 from __future__ import annotations
 
