@@ -17,6 +17,8 @@ ACTIONS = {INCREASE, KEEP, OVER_PROVISIONED}
 
 def measurement_coverage(recommendations: pd.DataFrame) -> tuple[bool, dict]:
     """Every topic's window is fully measured: no missing day, no day in error."""
+    if recommendations.empty:  # no inventory (every cluster failed): the inventory run said so
+        return True, {"topics_with_gaps": 0, "gaps": dg.MetadataValue.json({})}
     gaps = recommendations[(recommendations["days_missing"] > 0) | (recommendations["days_in_error"] > 0)]
     topics = {
         f"{row.cluster_id}/{row.topic_name}": f"{row.days_missing} missing, {row.days_in_error} in error"
@@ -27,6 +29,8 @@ def measurement_coverage(recommendations: pd.DataFrame) -> tuple[bool, dict]:
 
 def recommendations_sane(recommendations: pd.DataFrame, settings: Settings) -> tuple[bool, dict]:
     """At least the minimum, an action that matches the numbers, never a decrease."""
+    if recommendations.empty:
+        return True, {"checked_topics": 0, "problems": dg.MetadataValue.json({})}
     rated = recommendations[~recommendations["status"].isin(["error", "not_measured"])]
     problems = {}
     for row in rated.itertuples():
@@ -45,6 +49,8 @@ def recommendations_sane(recommendations: pd.DataFrame, settings: Settings) -> t
 
 def report_complete(report_files: pd.DataFrame, recommendations: pd.DataFrame) -> tuple[bool, dict]:
     """Each cluster's detail report has exactly one row per topic recommended for it."""
+    if recommendations.empty:
+        return True, {"clusters": 0, "problems": dg.MetadataValue.json({})}
     problems = {}
     for cluster_id, expected in recommendations.groupby("cluster_id"):
         paths = report_files.loc[

@@ -5,7 +5,10 @@
 Every step is a Dagster run on the instance in `DAGSTER_HOME` (default `.local/dagster_home`),
 so the runs, their logs and the materialized partitions are all visible in the Dagster UI.
 Exit code 0 when every run succeeded, 1 when a run failed (the reports are still written when
-the failure is limited to some topics or clusters), 2 for a configuration error.
+the failure is limited to some topics or clusters) or the store cannot be used, 2 for a
+configuration error (also a `--day` in the future or before Dagster's rolling history), and 130
+when interrupted (Ctrl-C): the command stops after the current run, which Dagster marks failed,
+and writes no report from a window it did not finish.
 """
 
 from __future__ import annotations
@@ -13,15 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from recommender_pipeline import definitions
-from recommender_pipeline.errors import ConfigurationError, RecommenderError
+from recommender_pipeline.errors import ConfigurationError, RecommenderError, StoreError
 from recommender_pipeline.jobs import (
     FORCE_TAG,
     FORCE_VALUE,
@@ -31,7 +35,7 @@ from recommender_pipeline.jobs import (
 )
 from recommender_pipeline.kafka_credentials import Provisioning, provisioned_credentials
 from recommender_pipeline.measuring.days import utc_today, window_days
-from recommender_pipeline.partitions import split_topic_key, topics_partitions
+from recommender_pipeline.partitions import HISTORY_DAYS, history_start, split_topic_key, topics_partitions
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.settings import Settings, load_settings
 
@@ -39,6 +43,11 @@ DEFAULT_DAGSTER_HOME = Path(".local/dagster_home")
 # Progress (per-topic lines, counts) without Dagster's per-event debug lines.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+INTERRUPT_EVENT_TYPES = {
+    dg.DagsterEventType.RUN_FAILURE,
+    dg.DagsterEventType.STEP_FAILURE,
+    dg.DagsterEventType.ENGINE_EVENT,
+}
 
 
 @dataclass
@@ -50,10 +59,42 @@ class Outcome:
     failed_runs: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
     provisioning: Provisioning | None = None
+    inventory_failed: bool = False  # for some cluster at least: what it lists was not refreshed
 
     @property
     def success(self) -> bool:
         return not self.failed_runs
+
+
+def _interrupted(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether a run ended because of an interrupt: Dagster says so in its failure events."""
+    records = instance.get_records_for_run(run_id, of_type=INTERRUPT_EVENT_TYPES).records
+    return any("interrupt" in (record.event_log_entry.message or "").lower() for record in records)
+
+
+def check_before_running(settings: Settings, end_day: date, backfill_days: int) -> str | None:
+    """What makes this command unable to run, as one line, before any work is done."""
+    if end_day > utc_today():
+        return f"--day {end_day} is in the future (today is {utc_today()} UTC): nothing can be measured yet"
+    first = end_day - timedelta(days=settings.sampling_days + backfill_days - 2)
+    if first.isoformat() < history_start():
+        return (
+            f"the window reaches back to {first}, before Dagster's rolling history starts on {history_start()} "
+            f"(partitions.HISTORY_DAYS={HISTORY_DAYS}): lower SAMPLING_DAYS or --backfill-days, or choose a later --day"
+        )
+    if not (
+        settings.kafka_credentials or settings.kafka_api_secret_paths or settings.use_cloud_api_for_kafka_credentials
+    ):
+        return (
+            "KAFKA_CREDENTIALS: no Kafka cluster to analyse; set KAFKA_CREDENTIALS, or KAFKA_API_SECRET_PATHS "
+            "with USE_AWS_SECRETS_MANAGER, or USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS"
+        )
+    try:
+        settings.reports_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=settings.reports_dir).close()
+    except OSError as error:
+        return f"REPORTS_DIR: {settings.reports_dir} is not writable ({error.strerror}); choose a writable folder"
+    return None
 
 
 def _topic_range(instance: dg.DagsterInstance, clusters: set[str]) -> tuple[str, str] | None:
@@ -99,7 +140,8 @@ def _run(
     force: bool,
 ) -> Outcome:
     def execute(factory, run_config: dict | None = None, **kwargs) -> list[str]:
-        """Runs a job; returns the report paths when the run wrote reports."""
+        """Runs a job; returns the report paths when the run wrote reports. Raises
+        KeyboardInterrupt when the run was interrupted (Dagster catches it inside the run)."""
         with dg.execute_job(
             dg.reconstructable(factory),
             instance=instance,
@@ -110,6 +152,8 @@ def _run(
             outcome.runs += 1
             if not result.success:
                 outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id})")
+                if _interrupted(instance, result.run_id):
+                    raise KeyboardInterrupt
             return [
                 path
                 for event in result.get_asset_materialization_events()
@@ -117,7 +161,9 @@ def _run(
                 for path in event.materialization.metadata["paths"].value
             ]
 
+    failed_before = len(outcome.failed_runs)
     execute(definitions.get_inventory_job)
+    outcome.inventory_failed = len(outcome.failed_runs) > failed_before
     connections = resources["kafka"].connections()
     key_range = _topic_range(instance, set(connections))
     if key_range is None:
@@ -194,6 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     end_day = args.day or utc_today()
+    problem = check_before_running(settings, end_day, max(args.backfill_days, 1))
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    try:
+        build_resources(".env")["store"].check()
+    except StoreError as error:
+        print(f"FAILED: {error}", file=sys.stderr)
+        return 1
     try:
         with ensure_instance() as instance:
             outcome = run_recommendations(
@@ -204,10 +259,14 @@ def main(argv: list[str] | None = None) -> int:
                 backfill_days=max(args.backfill_days, 1),
                 force=args.force,
             )
-    except RecommenderError as error:  # credentials or the Confluent Cloud API: say which, exit non-zero
+    except RecommenderError as error:  # credentials, the Confluent Cloud API, the store: say which
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
-    print(f"window ending {end_day}: measured days {', '.join(outcome.measured_days) or 'none (all stored)'}")
+    except KeyboardInterrupt:
+        print("interrupted: stopped after the current run; what it stored is kept, no report written", file=sys.stderr)
+        return 130
+    measured = ", ".join(outcome.measured_days) or ("none" if outcome.inventory_failed else "none (all stored)")
+    print(f"window ending {end_day}: measured days {measured}")
     if len(outcome.recommended_days) > 1:
         print(f"recommended for {len(outcome.recommended_days)} days in {outcome.runs} runs")
     for path in outcome.reports:

@@ -13,6 +13,10 @@ class TopicMeasurementError(RecommenderError):
     """One topic could not be measured for one day; the other topics are unaffected."""
 
 
+class StoreError(RecommenderError):
+    """The measurement store cannot be opened, read or written; the message names it (never its password)."""
+
+
 class CredentialsError(RecommenderError):
     """Credentials could not be obtained (a missing or malformed secret, a key that never works)."""
 

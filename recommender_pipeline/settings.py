@@ -62,7 +62,13 @@ EXPECTED_FORMS: dict[str, str] = {
 BOOLEAN_FORM = "true or false (any case), also 1/0 or yes/no"
 LIST_FORM = "a comma-separated list, e.g. a,b"
 STORE_URL_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
-SECRET_VARIABLES = {"KAFKA_CREDENTIALS", "CONFLUENT_CLOUD_CREDENTIAL", "MEASUREMENT_STORE_URL"}
+# Variables that can carry a credential: their values are never echoed in an error.
+SECRET_VARIABLES = {
+    "KAFKA_CREDENTIALS",
+    "CONFLUENT_CLOUD_CREDENTIAL",
+    "MEASUREMENT_STORE_URL",
+    "PROVISIONED_KAFKA_PROPERTIES",
+}
 
 CommaList = Annotated[list[str], NoDecode]
 JsonList = Annotated[list[dict[str, Any]], NoDecode]
@@ -99,8 +105,8 @@ class Settings(BaseSettings):
     environment_filter: CommaList = Field(default_factory=list, alias="ENVIRONMENT_FILTER")
     kafka_cluster_filter: CommaList = Field(default_factory=list, alias="KAFKA_CLUSTER_FILTER")
     principal_id: str | None = Field(None, alias="PRINCIPAL_ID")
-    confluent_cloud_credential: JsonObject = Field(default_factory=dict, alias="CONFLUENT_CLOUD_CREDENTIAL")
-    kafka_credentials: JsonList = Field(default_factory=list, alias="KAFKA_CREDENTIALS")
+    confluent_cloud_credential: JsonObject = Field(default_factory=dict, alias="CONFLUENT_CLOUD_CREDENTIAL", repr=False)
+    kafka_credentials: JsonList = Field(default_factory=list, alias="KAFKA_CREDENTIALS", repr=False)
     use_aws_secrets_manager: bool = Field(False, alias="USE_AWS_SECRETS_MANAGER")
     confluent_cloud_api_secret_path: JsonObject = Field(default_factory=dict, alias="CONFLUENT_CLOUD_API_SECRET_PATH")
     kafka_api_secret_paths: JsonList = Field(default_factory=list, alias="KAFKA_API_SECRET_PATHS")
@@ -108,7 +114,9 @@ class Settings(BaseSettings):
     confluent_cloud_api_url: str = Field("https://api.confluent.cloud", alias="CONFLUENT_CLOUD_API_URL")
     confluent_metrics_api_url: str = Field("https://api.telemetry.confluent.cloud", alias="CONFLUENT_METRICS_API_URL")
     aws_secrets_manager_endpoint_url: str | None = Field(None, alias="AWS_SECRETS_MANAGER_ENDPOINT_URL")
-    provisioned_kafka_properties: JsonObject = Field(default_factory=dict, alias="PROVISIONED_KAFKA_PROPERTIES")
+    provisioned_kafka_properties: JsonObject = Field(
+        default_factory=dict, alias="PROVISIONED_KAFKA_PROPERTIES", repr=False
+    )
     api_key_ready_timeout_seconds: float = Field(300.0, gt=0, alias="API_KEY_READY_TIMEOUT_SECONDS")
 
     # Which topics.

@@ -56,3 +56,11 @@ def test_report_complete_fails_on_a_missing_or_repeated_topic(tmp_path):
     pd.DataFrame({"topic_name": ["orders", "orders", "clicks"]}).to_csv(detail, index=False)
     assert report_complete(files, recommendations)[0] is False
     assert report_complete(files.iloc[0:0], recommendations)[0] is False  # no report at all
+
+
+def test_checks_pass_on_an_empty_inventory_instead_of_crashing(tmp_path):
+    # Every cluster's inventory failed: no topic to recommend, and the inventory run says why.
+    empty = pd.DataFrame()
+    assert measurement_coverage(empty)[0] is True
+    assert recommendations_sane(empty, Settings.model_construct())[0] is True
+    assert report_complete(pd.DataFrame(columns=["cluster_id", "kind", "path"]), empty)[0] is True

@@ -128,3 +128,27 @@ def test_dotenv_file_is_read_and_environment_wins(configure, tmp_path, monkeypat
     settings = load_settings(str(dotenv))
     assert settings.sampling_days == 3
     assert settings.topic_filter == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PROVISIONED_KAFKA_PROPERTIES", '{"ssl.key.password": "hunter2", bad'),
+        ("CONFLUENT_CLOUD_CREDENTIAL", '{"confluent_cloud_api_secret": "hunter2"'),
+        ("MEASUREMENT_STORE_URL", "mysql://user:hunter2@127.0.0.1/db"),
+    ],
+)
+def test_a_malformed_credential_bearing_variable_is_named_never_echoed(env, variable, value):
+    with pytest.raises(ConfigurationError) as raised:
+        env(**{variable: value})
+    assert variable in str(raised.value) and "hunter2" not in str(raised.value)
+
+
+def test_the_settings_repr_carries_no_secret(env):
+    settings = env(
+        KAFKA_CREDENTIALS='[{"kafka_cluster_id": "c", "bootstrap.servers": "h:1", "sasl.password": "hunter2"}]',
+        CONFLUENT_CLOUD_CREDENTIAL='{"confluent_cloud_api_key": "k", "confluent_cloud_api_secret": "hunter3"}',
+        PROVISIONED_KAFKA_PROPERTIES='{"ssl.key.password": "hunter4"}',
+        MEASUREMENT_STORE_URL="postgresql://u:hunter5@127.0.0.1/db",
+    )
+    assert not any(secret in repr(settings) for secret in ("hunter2", "hunter3", "hunter4", "hunter5"))

@@ -491,3 +491,18 @@ def test_the_pipeline_measures_into_postgresql(
     assert not (tmp_path / "measurements.duckdb").exists()
     with _engine(postgres_schema_url).connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM measurements")).scalar_one() == 2
+
+
+def test_a_cluster_that_could_not_be_listed_keeps_its_last_known_topics(store):
+    def topics(cluster: str, *names: str) -> list[dict]:
+        return [{"cluster_id": cluster, "topic": name, "partitions": 3, "is_internal": False} for name in names]
+
+    store.replace_inventory(pd.DataFrame(topics("up", "a", "b") + topics("down", "x", "y") + topics("gone", "z")))
+    # "down" did not answer this time; "up" answered with one topic fewer; "gone" left the configuration.
+    store.replace_inventory(pd.DataFrame(topics("up", "a")), keep_clusters=["down"])
+    inventory = store.read_inventory()
+    assert list(zip(inventory["cluster_id"], inventory["topic"], strict=True)) == [
+        ("down", "x"),
+        ("down", "y"),
+        ("up", "a"),
+    ]

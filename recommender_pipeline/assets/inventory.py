@@ -42,6 +42,7 @@ def cluster_inventory(
         context.log.warning(f"topics left out, their names contain '...' (not a valid Dagster key): {unsupported}")
     rows = [r for r in rows if UNSUPPORTED_IN_KEYS not in r["topic"]]
     inventory = pd.DataFrame(rows, columns=list(INVENTORY_COLUMNS))
+    inventory.attrs["failed_clusters"] = sorted(failed)
     keys = [topic_key(c, t) for c, t in zip(inventory["cluster_id"], inventory["topic"], strict=True)]
     known = set(context.instance.get_dynamic_partitions(topics_partitions.name))
     new_keys = [key for key in keys if key not in known]
@@ -72,6 +73,6 @@ def cluster_inventory(
     if failed:
         raise dg.Failure(
             f"{len(failed)} cluster(s) could not be inventoried: {', '.join(sorted(failed))}; "
-            "the other clusters' topics were stored.",
+            "the other clusters' topics were stored, and theirs kept as last known.",
             metadata={"clusters_failed": dg.MetadataValue.json(failed)},
         )

@@ -14,7 +14,9 @@ class InventoryIOManager(dg.ConfigurableIOManager):
     store: dg.ResourceDependency[MeasurementStoreResource]
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        self.store.replace_inventory(obj)
+        # The clusters that could not be listed keep their last known topics (`attrs` travels
+        # with the frame from the asset to here, in the same step).
+        self.store.replace_inventory(obj, keep_clusters=obj.attrs.get("failed_clusters", []))
         context.add_output_metadata({"store": self.store.location})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:

@@ -30,6 +30,7 @@ import duckdb
 import pandas as pd
 import sqlalchemy as sa
 
+from recommender_pipeline.errors import StoreError
 from recommender_pipeline.measuring import hours
 from recommender_pipeline.measuring.days import window_days
 from recommender_pipeline.measuring.measurement import MEASUREMENT_COLUMNS, MEASUREMENT_KEY, Measurement
@@ -71,10 +72,31 @@ class MeasurementStoreResource(dg.ConfigurableResource):
         """Where the measurements are, safe to log: the file, or the URL with its password masked."""
         return sa.make_url(self.url).render_as_string(hide_password=True) if self.url else str(self.path)
 
+    def check(self) -> None:
+        """Opens the store once: raises StoreError, in one line, if it cannot be used."""
+        with self._transaction():
+            pass
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Session]:
         """A session on a store whose tables are up to date, in a transaction that commits when
-        the block ends and rolls back if it raises."""
+        the block ends and rolls back if it raises. An engine's failure becomes a StoreError that
+        names the store (its password masked) and what to do."""
+        try:
+            with self._engine_transaction() as session:
+                yield session
+        except (duckdb.Error, sa.exc.DBAPIError) as error:
+            raise StoreError(f"measurement store {self.location}: {_first_line(error)}; {self._hint(error)}") from None
+
+    def _hint(self, error: Exception) -> str:
+        if self.url:
+            return "check MEASUREMENT_STORE_URL, and that the PostgreSQL server is up and reachable"
+        if "lock" in str(error).lower():
+            return f"another process kept the file locked for {LOCK_WAIT_SECONDS} s; retry when it is done"
+        return "move the file aside (its rows are lost to this run) or set MEASUREMENT_STORE_PATH to another file"
+
+    @contextlib.contextmanager
+    def _engine_transaction(self) -> Iterator[Session]:
         if self.url:
             engine = postgres_engine(self.url)
             with engine.begin() as connection:  # the schema in its own short transaction
@@ -167,12 +189,22 @@ class MeasurementStoreResource(dg.ConfigurableResource):
             )
         return result_frame(columns, rows, MEASUREMENT_COLUMNS)
 
-    def replace_inventory(self, inventory: pd.DataFrame) -> None:
+    def replace_inventory(self, inventory: pd.DataFrame, keep_clusters: Sequence[str] = ()) -> None:
+        """Replaces the inventory with `inventory`, except the rows of `keep_clusters` (clusters
+        that could not be listed this time), which stay as last known: their topics are then
+        measured as `error`, with the reason, instead of vanishing from the reports."""
         given = inventory.reindex(columns=list(INVENTORY_COLUMNS))
         frame = incoming_frame({name: given[name].tolist() for name in INVENTORY_COLUMNS}, INVENTORY_COLUMNS)
+        frame = frame[~frame["cluster_id"].isin(list(keep_clusters))]
+        kept = {f"k{index}": cluster for index, cluster in enumerate(keep_clusters)}
         with self._transaction() as session:
             session.lock_table("inventory")
-            session.execute("DELETE FROM inventory")
+            if kept:
+                session.execute(
+                    f"DELETE FROM inventory WHERE cluster_id NOT IN ({', '.join(':' + k for k in kept)})", kept
+                )
+            else:
+                session.execute("DELETE FROM inventory")
             session.insert("inventory", frame)
 
     def read_inventory(self) -> pd.DataFrame:
@@ -201,3 +233,9 @@ def _merged_with_stored(session: Session, rows: list[dict]) -> list[dict]:
         if result is not None:
             merged.append(result)
     return merged
+
+
+def _first_line(error: Exception) -> str:
+    """An engine error's first line, without SQLAlchemy's appended SQL and links."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
