@@ -247,3 +247,51 @@ def test_backfilled_days_equal_a_one_off_analysis_of_the_same_window(dataset, co
     pd.testing.assert_frame_equal(by_backfill[d1.isoformat()][columns], by_one_off[d1.isoformat()][columns])
     multi = by_one_off[d1.isoformat()].set_index("topic_name").loc[dataset.topic("multi")]
     assert (multi["records_in_window"], multi["bytes_in_window"]) == (1800, 206_400)  # D-2 + D-1 truth
+
+
+def test_ctrl_c_stops_the_command_at_once_with_130_and_no_report(prefix, kafka_bootstrap, tmp_path):
+    """SIGINT to the process group while a day is measured: no next day, no report, exit 130."""
+    import signal
+    import time
+
+    from recommender_pipeline.measuring.days import day_start_ms, utc_today
+    from recommender_pipeline_testing.workloads import Record
+
+    yesterday = utc_today().fromordinal(utc_today().toordinal() - 1)
+    create_topic(kafka_bootstrap, f"{prefix}.big", 4)
+    start = day_start_ms(yesterday)
+    records = (Record(start + i * 80, b"v" * 100, partition=i % 4) for i in range(1_000_000))
+    produce(kafka_bootstrap, f"{prefix}.big", records)
+    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
+    env.update(
+        DAGSTER_HOME=str(tmp_path / "home"),
+        KAFKA_CREDENTIALS=f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{kafka_bootstrap}"}}]',
+        TOPIC_FILTER=prefix,
+        SAMPLING_DAYS="3",
+        SAMPLING_BATCH_SIZE="",
+        REPORTS_DIR=str(tmp_path / "reports"),
+        MEASUREMENT_STORE_PATH=str(tmp_path / "measurements.duckdb"),
+    )
+    log = tmp_path / "command.log"
+    with log.open("w") as output:
+        command = subprocess.Popen(
+            [sys.executable, "-m", "recommender_pipeline.cli", "--in-process"],
+            env=env,
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while "measure_topic_chunk" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert command.poll() is None, log.read_text()[-3000:]
+        os.killpg(command.pid, signal.SIGINT)
+        signalled = time.monotonic()
+        returncode = command.wait(60)
+    stopped_after = time.monotonic() - signalled
+    text = log.read_text()
+    assert returncode == 130, text[-3000:]
+    assert stopped_after < 10
+    assert "interrupted: stopped after the current run" in text
+    assert "report:" not in text and not list((tmp_path / "reports").glob("*.csv"))

@@ -1,8 +1,13 @@
 """Configuration: the original tool's variables and defaults, the fixes, and clear errors."""
 
+import logging
+import re
+
 import pytest
 
 from recommender_pipeline.errors import ConfigurationError
+from recommender_pipeline.resources import build_resources
+from recommender_pipeline.resources.kafka import CLIENT_LOG
 from recommender_pipeline.settings import MIB, RecommendationModel, load_settings
 
 CLUSTER = '[{"kafka_cluster_id": "local", "bootstrap.servers": "127.0.0.1:9092"}]'
@@ -152,3 +157,17 @@ def test_the_settings_repr_carries_no_secret(env):
         MEASUREMENT_STORE_URL="postgresql://u:hunter5@127.0.0.1/db",
     )
     assert not any(secret in repr(settings) for secret in ("hunter2", "hunter3", "hunter4", "hunter5"))
+
+
+def test_a_dead_clusters_client_logs_each_distinct_line_once(env, caplog):
+    settings = env(KAFKA_CREDENTIALS='[{"kafka_cluster_id": "dead", "bootstrap.servers": "127.0.0.1:9"}]')
+    resources = build_resources("absent.env")
+    assert settings.kafka_credentials[0]["kafka_cluster_id"] == "dead"
+    consumer = resources["kafka"].consumer("dead")
+    with caplog.at_level(logging.WARNING, logger=CLIENT_LOG.name):
+        for _ in range(30):  # librdkafka retries the connection about every 50-100 ms meanwhile
+            consumer.poll(0.1)
+    consumer.close()
+    lines = [record.getMessage() for record in caplog.records if record.name == CLIENT_LOG.name]
+    assert lines and any("Connection refused" in line for line in lines)
+    assert len(lines) == len({re.sub(r"\d+", "#", line) for line in lines})  # no repeats

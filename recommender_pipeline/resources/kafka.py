@@ -1,5 +1,7 @@
 """Kafka clients (confluent-kafka) for every configured cluster."""
 
+import logging
+import re
 import uuid
 
 import dagster as dg
@@ -13,8 +15,34 @@ from recommender_pipeline.kafka_credentials import kafka_connections
 from recommender_pipeline.resources.aws_secrets import AwsSecretsResource
 from recommender_pipeline.resources.settings import SettingsResource
 
+
+class FirstOfEachMessage(logging.Filter):
+    """librdkafka repeats a failure every few milliseconds while it retries (580 identical lines
+    in 30 s against a stopped broker): let each distinct line through once per process, digits
+    (times, counts) aside, so the one useful line is not buried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = re.sub(r"\d+", "#", f"{record.name}:{record.getMessage()}")
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+# The clients' own log lines go through Python logging (to stderr at warning level, each once).
+CLIENT_LOG = logging.getLogger("recommender_pipeline.kafka_client")
+CLIENT_LOG.addFilter(FirstOfEachMessage())
 # Quiet, bounded clients: librdkafka logs at warning level and gives up on a dead cluster.
-COMMON = {"log_level": 4, "socket.connection.setup.timeout.ms": 10_000, "enable.metrics.push": False}
+COMMON = {
+    "log_level": 4,
+    "logger": CLIENT_LOG,
+    "socket.connection.setup.timeout.ms": 10_000,
+    "enable.metrics.push": False,
+}
 
 
 class KafkaResource(dg.ConfigurableResource):
