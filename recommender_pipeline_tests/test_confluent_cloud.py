@@ -10,6 +10,8 @@ import pytest
 from recommender_pipeline import cli
 from recommender_pipeline.errors import ConfluentApiError
 from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.measuring.measurement import TopicSpec
+from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.resources.confluent_cloud import ConfluentCloudResource
 from recommender_pipeline_testing.ccloud_emulator import ConfluentCloudEmulator
@@ -355,3 +357,24 @@ def test_metrics_method_with_every_credential_from_aws_secrets_manager(
     row = pipeline.measurement(d2, dataset.topic("multi"))
     assert (row["method"], row["records"], row["bytes"]) == ("metrics_api", 1200, 86_400)
     assert {r["auth_key"] for r in emulator.requests} == {CLOUD_KEY}
+
+
+def test_a_metrics_answer_that_is_not_json_is_retried_and_a_final_failure_names_cluster_metric_day(
+    emulator, configure, tmp_path
+):
+    configure(**cloud_variables(emulator))
+    cloud = cloud_resource(tmp_path, backoff=0.01)
+    html = (200, "<html><body>502 Bad Gateway</body></html>", {})
+    day = utc_today().fromordinal(utc_today().toordinal() - 1)
+    spec = TopicSpec("lkc-known", "orders", 1, None, False)
+    emulator.fail_next("/v2/metrics/cloud/query", [html, (200, '{"data": [', {})])  # HTML, then a cut-off body
+    rows = MetricsDayMeasurer(cloud.query_metrics, "lkc-known", day).measure([spec])
+    assert rows[0].status in {"measured", "empty"}  # the third attempt answered
+    assert cloud.request_count() == 6 + 2
+
+    emulator.fail_next("/v2/metrics/cloud/query", [html] * 8)
+    with pytest.raises(ConfluentApiError) as raised:
+        MetricsDayMeasurer(cloud.query_metrics, "lkc-known", day).measure([spec])
+    message = str(raised.value)
+    assert f"cluster lkc-known, metric received_bytes, day {day}" in message
+    assert "not JSON" in message and "8 attempts" in message

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
+from recommender_pipeline.errors import ConfluentApiError
 from recommender_pipeline.measuring.days import DAY_MS, day_end_ms, day_start_ms, iso_utc, unmeasurable_reason
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 
@@ -42,16 +43,21 @@ class MetricsDayMeasurer:
         self.log = log
 
     def _points(self, metric: str, granularity: str, group_by: list[str], interval: str) -> list[dict]:
-        return self.query(
-            {
-                "aggregations": [{"metric": METRIC_PREFIX + metric}],
-                "filter": {"field": "resource.kafka.id", "op": "EQ", "value": self.cluster_id},
-                "granularity": granularity,
-                "group_by": group_by,
-                "intervals": [interval],
-                "limit": 1000,
-            }
-        )
+        """A query's points; a failure names the cluster, the metric and the day."""
+        body = {
+            "aggregations": [{"metric": METRIC_PREFIX + metric}],
+            "filter": {"field": "resource.kafka.id", "op": "EQ", "value": self.cluster_id},
+            "granularity": granularity,
+            "group_by": group_by,
+            "intervals": [interval],
+            "limit": 1000,
+        }
+        try:
+            return self.query(body)
+        except ConfluentApiError as error:
+            raise ConfluentApiError(
+                f"Metrics API, cluster {self.cluster_id}, metric {metric}, day {self.day}: {error}", error.status
+            ) from None
 
     def measure(self, topics: Iterable[TopicSpec]) -> list[Measurement]:
         topics = list(topics)

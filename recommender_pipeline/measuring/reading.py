@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from recommender_pipeline.measuring.attribution import DayTally, header_size
 from recommender_pipeline.measuring.offsets import Key
@@ -22,6 +22,9 @@ from recommender_pipeline.measuring.offsets import Key
 CONSUME_BATCH = 500  # consume() costs grow with the batch asked for, even when less is queued
 IDLE_WAIT_SECONDS = 0.01  # how long to block when nothing is queued, before checking positions
 PROGRESS_SECONDS = 10.0
+# After this long without a record, ask the cluster for metadata: if it does not answer, the
+# chunk fails at once instead of waiting out the whole stall period partition by partition.
+REACHABLE_CHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -68,7 +71,7 @@ def read_ranges(
             finished.clear()
 
     consumer.assign([TopicPartition(*key, span.start) for key, span in pending.items()])
-    last_progress = last_report = time.monotonic()
+    last_progress = last_report = last_check = time.monotonic()
     try:
         while pending:
             if progress is not None and time.monotonic() - last_report >= PROGRESS_SECONDS:
@@ -116,6 +119,16 @@ def read_ranges(
                 if tp.offset >= ranges[key].end:
                     finish(key, ranges[key].end)
             pause_finished()
+            idle = time.monotonic() - last_progress
+            if pending and idle > REACHABLE_CHECK_SECONDS and time.monotonic() - last_check > REACHABLE_CHECK_SECONDS:
+                last_check = time.monotonic()
+                unreachable = _unreachable(consumer)
+                if unreachable:  # a dead cluster fails the whole chunk now, not after the stall period
+                    for topic, _ in sorted(pending):
+                        errors.setdefault(
+                            topic, f"cluster unreachable after {idle:.0f}s without progress: {unreachable}"
+                        )
+                    break
             if pending and time.monotonic() - last_progress > stall_seconds:
                 for topic, partition in sorted(pending):
                     errors.setdefault(
@@ -129,6 +142,15 @@ def read_ranges(
         consumer.resume([TopicPartition(*key) for key in ranges])
         consumer.unassign()
     return {topic: reason for topic, reason in errors.items() if topic}
+
+
+def _unreachable(consumer: Consumer) -> str | None:
+    """Why the cluster does not answer a metadata request, or None when it does."""
+    try:
+        consumer.list_topics(timeout=REACHABLE_CHECK_SECONDS / 2)
+    except KafkaException as error:
+        return error.args[0].str()
+    return None
 
 
 def first_record_at(

@@ -32,7 +32,9 @@ class RestClient:
     key: str
     secret: str = field(repr=False)
     timeout_seconds: float = 30.0
-    max_attempts: int = 6
+    # Backoffs of 1, 2, 4 ... 60 s, each at least half its cap: 8 attempts outlast a whole 60 s
+    # rate-limit window even when a 429 comes without its `rateLimit-reset` header.
+    max_attempts: int = 8
     backoff_seconds: float = 1.0
     max_backoff_seconds: float = 60.0
     request_count: int = 0
@@ -51,7 +53,8 @@ class RestClient:
             reset = None
         if reset is not None:
             return min(reset, self.max_backoff_seconds) + random.uniform(0, self.backoff_seconds)
-        return random.uniform(0, min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt))
+        cap = min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt)
+        return cap / 2 + random.uniform(0, cap / 2)
 
     def request(self, method: str, path: str, *, expected: tuple[int, ...] = (200,), **kwargs) -> requests.Response:
         what = f"{method} {path}"
@@ -65,10 +68,13 @@ class RestClient:
                 problem = f"{type(error).__name__}"
             else:
                 self.request_count += 1
-                if response.status_code in expected:
+                if response.status_code in expected and _is_json(response):
                     return response
-                problem = f"HTTP {response.status_code}: {_detail(response)}"
-                if response.status_code not in RETRYABLE:
+                if response.status_code in expected:  # an HTML error page or a cut-off body: retry
+                    problem = f"HTTP {response.status_code} with a body that is not JSON: {response.text[:80]!r}"
+                else:
+                    problem = f"HTTP {response.status_code}: {_detail(response)}"
+                if response.status_code not in RETRYABLE and response.status_code not in expected:
                     raise ConfluentApiError(f"{what} failed with {problem}", response.status_code)
             if attempt + 1 < self.max_attempts:
                 time.sleep(self._wait(response, attempt))
@@ -85,6 +91,17 @@ class RestClient:
             if not token:
                 return
             params = {**params, "page_token": token[0]}
+
+
+def _is_json(response: requests.Response) -> bool:
+    """An empty body (204) or one that parses as JSON."""
+    if not response.content:
+        return True
+    try:
+        response.json()
+    except ValueError:
+        return False
+    return True
 
 
 def _detail(response: requests.Response) -> str:

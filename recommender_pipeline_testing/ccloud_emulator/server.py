@@ -178,8 +178,9 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
 
     # ----- test controls
 
-    def fail_next(self, path_prefix: str, responses: list[tuple[int, dict | None, dict[str, str]]]) -> None:
-        """The next len(responses) requests whose path starts with path_prefix get these answers instead."""
+    def fail_next(self, path_prefix: str, responses: list[tuple[int, dict | str | None, dict[str, str]]]) -> None:
+        """The next len(responses) requests whose path starts with path_prefix get these answers
+        instead: a dict as JSON, a str as text/html, None as an empty body."""
         with self._lock:
             self._injections.append((path_prefix, deque(responses)))
 
@@ -253,11 +254,14 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
             else:
                 return None
             self._injections = [(p, q) for p, q in self._injections if q]
-        response = Response(
-            b"" if payload is None else json.dumps(payload),
-            status=status,
-            mimetype="application/json" if payload is not None else None,
-        )
+        if isinstance(payload, str):  # a proxy's HTML page, or a body cut short
+            response = Response(payload, status=status, mimetype="text/html")
+        else:
+            response = Response(
+                b"" if payload is None else json.dumps(payload),
+                status=status,
+                mimetype="application/json" if payload is not None else None,
+            )
         for name, value in (headers or {}).items():
             response.headers[name] = value
         return response

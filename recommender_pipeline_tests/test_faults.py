@@ -1,0 +1,103 @@
+"""A broker killed in the middle of a read, on a broker of the test's own (`scripts/kafka-local`
+on KAFKA_FAULT_PORT, default 19592): the chunk fails at once, saying the cluster is unreachable,
+and once the broker is back a rerun counts every record exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+
+from recommender_pipeline.measuring.days import day_start_ms, utc_today
+from recommender_pipeline.measuring.measurement import Status, TopicSpec
+from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
+from recommender_pipeline_testing.pipeline import REPO
+from recommender_pipeline_testing.workloads import Record, create_topic, produce
+
+PORT = int(os.environ.get("KAFKA_FAULT_PORT", "19592"))
+BOOTSTRAP = f"127.0.0.1:{PORT}"
+SCRIPT = [str(REPO / "scripts" / "kafka-local")]
+RECORDS = 400_000
+# SAMPLING_TIMEOUT_SECONDS x SAMPLING_MAX_CONSECUTIVE_NULLS at their defaults: 100 s.
+LIMITS = SamplingLimits(None, 2.0, 50)
+
+
+def broker(command: str) -> None:
+    subprocess.run([*SCRIPT, command], env={**os.environ, "KAFKA_LOCAL_PORT": str(PORT)}, check=True)
+
+
+@pytest.fixture
+def own_broker(kafka_bootstrap: str) -> Iterator[str]:  # kafka_bootstrap: the jars are in place
+    broker("start")
+    try:
+        yield BOOTSTRAP
+    finally:
+        broker("stop")
+
+
+def kill_broker() -> None:
+    """SIGKILL, as a crash or an OOM killer would: no clean shutdown."""
+    pid = int((REPO / ".local" / "kafka" / f"kafka-{PORT}.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+
+
+class KillsTheBrokerMidRead:
+    """A consumer that kills the broker once it has handed out `after` records."""
+
+    def __init__(self, consumer: Consumer, after: int):
+        self.consumer, self.after, self.seen = consumer, after, 0
+
+    def consume(self, num_messages: int = 1, timeout: float = -1):
+        messages = self.consumer.consume(num_messages, timeout)
+        self.seen += len(messages)
+        if self.seen >= self.after > 0:
+            kill_broker()
+            self.after = 0
+        return messages
+
+    def __getattr__(self, name: str):
+        return getattr(self.consumer, name)
+
+
+def consumer(overrides: dict) -> Consumer:
+    # A small prefetch, so most of the day is still on the broker when it dies.
+    return Consumer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": "faults",
+            "enable.auto.commit": False,
+            "queued.max.messages.kbytes": 512,
+            "max.partition.fetch.bytes": 262_144,
+            **overrides,
+        }
+    )
+
+
+def test_a_broker_killed_mid_read_fails_the_chunk_at_once_and_a_rerun_is_exact(own_broker, prefix):
+    day = utc_today() - timedelta(days=1)
+    topic = f"{prefix}.crash"
+    create_topic(own_broker, topic, 2)
+    start = day_start_ms(day)
+    produce(own_broker, topic, (Record(start + i * 200, b"v" * 100, partition=i % 2) for i in range(RECORDS)))
+    spec = TopicSpec("crash", topic, 2, None, False)
+
+    admin = AdminClient({"bootstrap.servers": own_broker})
+    measurer = DayMeasurer(admin, lambda o: KillsTheBrokerMidRead(consumer(o), 20_000), day, LIMITS)
+    started = time.monotonic()
+    [failed] = measurer.measure([spec])
+    time_to_fail = time.monotonic() - started
+    assert failed.status is Status.ERROR
+    assert "cluster unreachable" in failed.reason
+    print(f"time to fail: {time_to_fail:.1f}s")
+    assert time_to_fail < 30, f"took {time_to_fail:.0f}s, the stall period is {LIMITS.stall_seconds:.0f}s"
+
+    broker("start")  # the same data directory: the log survived the crash
+    [row] = DayMeasurer(AdminClient({"bootstrap.servers": own_broker}), consumer, day, LIMITS).measure([spec])
+    assert (row.status, row.records, row.bytes, row.exact) == (Status.MEASURED, RECORDS, RECORDS * 100, True)
