@@ -95,7 +95,6 @@ def test_a_broker_killed_mid_read_fails_the_chunk_at_once_and_a_rerun_is_exact(o
     time_to_fail = time.monotonic() - started
     assert failed.status is Status.ERROR
     assert "cluster unreachable" in failed.reason
-    print(f"time to fail: {time_to_fail:.1f}s")
     assert time_to_fail < 30, f"took {time_to_fail:.0f}s, the stall period is {LIMITS.stall_seconds:.0f}s"
 
     broker("start")  # the same data directory: the log survived the crash
