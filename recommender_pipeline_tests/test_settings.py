@@ -1,14 +1,18 @@
 """Configuration: the original tool's variables and defaults, the fixes, and clear errors."""
 
 import logging
+import os
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recommender_pipeline.errors import ConfigurationError
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.resources.kafka import CLIENT_LOG
-from recommender_pipeline.settings import MIB, RecommendationModel, load_settings
+from recommender_pipeline.settings import MIB, SECRET_VARIABLES, RecommendationModel, Settings, load_settings
+from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES
 
 CLUSTER = '[{"kafka_cluster_id": "local", "bootstrap.servers": "127.0.0.1:9092"}]'
 
@@ -171,3 +175,35 @@ def test_a_dead_clusters_client_logs_each_distinct_line_once(env, caplog):
     lines = [record.getMessage() for record in caplog.records if record.name == CLIENT_LOG.name]
     assert lines and any("Connection refused" in line for line in lines)
     assert len(lines) == len({re.sub(r"\d+", "#", line) for line in lines})  # no repeats
+
+
+VARIABLES = sorted(info.alias for info in Settings.model_fields.values() if info.alias)
+VALUES = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30),
+    st.sampled_from(["", "0", "-1", "1e309", "true", "[]", "{}", "[{}]", '{"a": 1}', "nan", "7", "a,b"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(VARIABLES), VALUES, max_size=6))
+def test_any_values_give_settings_or_one_line_per_bad_variable_never_a_traceback(values):
+    """Fuzzed across every variable: a valid configuration, or ConfigurationError with one line
+    per bad variable, naming it; a credential-bearing value is never echoed."""
+    saved = {name: os.environ.pop(name) for name in CONFIG_VARIABLES if name in os.environ}
+    os.environ.update(values)
+    try:
+        load_settings(None)
+    except ConfigurationError as error:
+        lines = str(error).splitlines()[1:]
+        assert lines and all(line.startswith("  ") for line in lines)
+        named = [line.strip().split(":")[0].split(" ")[0] for line in lines]
+        assert all(name in VARIABLES for name in named), lines
+        assert len(named) == len(set(named)) or "KAFKA_CREDENTIALS" in named
+        shown = {value for name, value in values.items() if name not in SECRET_VARIABLES}
+        for name in SECRET_VARIABLES & set(values):
+            if len(values[name]) >= 4 and values[name] not in shown:
+                assert repr(values[name]) not in str(error)
+    finally:
+        for name in values:
+            os.environ.pop(name, None)
+        os.environ.update(saved)
