@@ -24,6 +24,7 @@ class CredentialsError(RecommenderError):
 class ConfluentApiError(RecommenderError):
     """A Confluent Cloud API call failed after its retries; the message names the call."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, ambiguous: bool = False):
         super().__init__(message)
         self.status = status
+        self.ambiguous = ambiguous  # the call may have been carried out although it failed

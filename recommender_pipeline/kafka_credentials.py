@@ -96,6 +96,10 @@ def wait_until_usable(properties: dict[str, str], timeout_seconds: float, probe_
         delay = min(delay * 2, 10.0)
 
 
+def _named(key: dict) -> str:
+    return (key.get("spec") or {}).get("display_name", "")
+
+
 @dataclass
 class Provisioning:
     """What a provisioning round did: the usable clusters, the failed ones, the keys it created."""
@@ -125,6 +129,28 @@ def provisioned_credentials(settings: Settings, cloud, log: Callable[[str], None
             except ConfluentApiError as error:
                 log(f"could not delete API key {key_id}: {error} -- delete it by hand")
 
+    def create_key(cluster_id: str, environment_id: str) -> tuple[str, str]:
+        """A new key for the cluster; after an ambiguous failure, the key the lost answer would
+        have named is found by its display name (unique to this run) and recorded for deletion."""
+        name = f"recommender-pipeline {cluster_id} {run_nonce}"
+        try:
+            key_id, secret = cloud.create_api_key(
+                settings.principal_id,
+                cluster_id,
+                name,
+                f"Temporary key for the partition recommender on {cluster_id} ({environment_id}); "
+                "deleted when the run ends.",
+            )
+        except ConfluentApiError as error:
+            if error.ambiguous:
+                adopted = [k["id"] for k in cloud.api_keys(settings.principal_id, cluster_id) if _named(k) == name]
+                outcome.created_keys += adopted
+                log(f"cluster {cluster_id}: its key creation failed ambiguously; {len(adopted)} key(s) to delete")
+            raise
+        outcome.created_keys.append(key_id)
+        return key_id, secret
+
+    run_nonce = os.urandom(4).hex()
     atexit.register(delete_created)  # a hard exit of the interpreter still cleans up
     try:
         for environment in cloud.environments():
@@ -135,14 +161,12 @@ def provisioned_credentials(settings: Settings, cloud, log: Callable[[str], None
                 if settings.kafka_cluster_filter and cluster_id not in settings.kafka_cluster_filter:
                     continue
                 bootstrap, protocol = _bootstrap(cluster["spec"]["kafka_bootstrap_endpoint"])
-                key_id, secret = cloud.create_api_key(
-                    settings.principal_id,
-                    cluster_id,
-                    f"recommender-pipeline {cluster_id}",
-                    f"Temporary key for the partition recommender on {cluster_id} ({environment['id']}); "
-                    "deleted when the run ends.",
-                )
-                outcome.created_keys.append(key_id)
+                try:
+                    key_id, secret = create_key(cluster_id, environment["id"])
+                except ConfluentApiError as error:  # this cluster fails; the others go on
+                    outcome.failed[cluster_id] = f"creating its API key failed: {error}"
+                    log(f"cluster {cluster_id}: {outcome.failed[cluster_id]}")
+                    continue
                 properties = {
                     "bootstrap.servers": bootstrap,
                     "security.protocol": protocol,

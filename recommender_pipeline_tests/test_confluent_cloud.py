@@ -378,3 +378,25 @@ def test_a_metrics_answer_that_is_not_json_is_retried_and_a_final_failure_names_
     message = str(raised.value)
     assert f"cluster lkc-known, metric received_bytes, day {day}" in message
     assert "not JSON" in message and "8 attempts" in message
+
+
+def test_a_refused_key_fails_only_its_cluster_and_a_lost_answer_leaves_no_key_behind(
+    provisioning, pipeline, tmp_path, monkeypatch
+):
+    server, _, day = provisioning
+    monkeypatch.setenv("KAFKA_CLUSTER_FILTER", "lkc-a1,lkc-a2,lkc-b1")
+    # lkc-a1: 403, nothing created. lkc-a2: created, but the answer is lost (a gateway timeout).
+    forbidden = {"errors": [{"status": "403", "detail": "Forbidden Access"}]}
+    server.fail_next("/iam/v2/api-keys", [(403, forbidden, {})])
+    server.lose_next_answer("POST", "/iam/v2/api-keys")
+    outcome = run_command(pipeline, tmp_path, day)
+    assert set(outcome.provisioning.failed) == {"lkc-a1", "lkc-a2"}
+    assert "HTTP 403" in outcome.provisioning.failed["lkc-a1"]
+    assert "HTTP 504" in outcome.provisioning.failed["lkc-a2"]
+    posts = [r for r in server.requests if r["method"] == "POST" and r["path"] == "/iam/v2/api-keys"]
+    assert [r["status"] for r in posts] == [403, 504, 202]  # never retried: a retry could make a second key
+    # lkc-b1 went on and was measured; the key behind the lost answer was found and deleted.
+    assert set(pipeline.store.read_inventory()["cluster_id"]) == {"lkc-b1"}
+    assert len(outcome.provisioning.created_keys) == 2 == len(server.deleted_keys)
+    assert not server.api_keys and not server.scram_users
+    assert not outcome.success and len(outcome.reports) == 2

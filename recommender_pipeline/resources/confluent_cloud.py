@@ -56,7 +56,13 @@ class RestClient:
         cap = min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt)
         return cap / 2 + random.uniform(0, cap / 2)
 
-    def request(self, method: str, path: str, *, expected: tuple[int, ...] = (200,), **kwargs) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, expected: tuple[int, ...] = (200,), idempotent: bool = True, **kwargs
+    ) -> requests.Response:
+        """Sends a request, retrying what can be retried. A request that is not idempotent (a
+        POST that creates something) is retried only on 429, which refuses it before any work:
+        after a timeout or a 5xx it may have been carried out, so it fails at once and the
+        ConfluentApiError says `ambiguous`."""
         what = f"{method} {path}"
         for attempt in range(self.max_attempts):
             response = None
@@ -66,6 +72,8 @@ class RestClient:
                 )
             except (requests.ConnectionError, requests.Timeout) as error:
                 problem = f"{type(error).__name__}"
+                if not idempotent:
+                    raise ConfluentApiError(f"{what} failed with {problem}", ambiguous=True) from None
             else:
                 self.request_count += 1
                 if response.status_code in expected and _is_json(response):
@@ -76,6 +84,8 @@ class RestClient:
                     problem = f"HTTP {response.status_code}: {_detail(response)}"
                 if response.status_code not in RETRYABLE and response.status_code not in expected:
                     raise ConfluentApiError(f"{what} failed with {problem}", response.status_code)
+                if not idempotent and response.status_code != 429:
+                    raise ConfluentApiError(f"{what} failed with {problem}", response.status_code, ambiguous=True)
             if attempt + 1 < self.max_attempts:
                 time.sleep(self._wait(response, attempt))
         raise ConfluentApiError(f"{what} failed after {self.max_attempts} attempts: {problem}")
@@ -172,8 +182,16 @@ class ConfluentCloudResource(dg.ConfigurableResource):
                 "resource": {"id": resource_id},
             }
         }
-        created = self.control_plane.request("POST", "/iam/v2/api-keys", json=body, expected=(200, 201, 202)).json()
+        created = self.control_plane.request(
+            "POST", "/iam/v2/api-keys", json=body, expected=(200, 201, 202), idempotent=False
+        ).json()
         return created["id"], created["spec"]["secret"]
+
+    def api_keys(self, owner_id: str, resource_id: str) -> list[dict]:
+        """The keys of one owner for one resource (without their secrets)."""
+        return list(
+            self.control_plane.pages("/iam/v2/api-keys", {"spec.owner": owner_id, "spec.resource": resource_id})
+        )
 
     def delete_api_key(self, key_id: str) -> None:
         self.control_plane.request("DELETE", f"/iam/v2/api-keys/{key_id}", expected=(204, 404))

@@ -126,6 +126,7 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
         self._created_at = now_iso()
         self._lock = threading.RLock()
         self._injections: list[tuple[str, deque]] = []
+        self._lost_answers: list[tuple[str, str, int]] = []
         self._list_tokens: dict[str, tuple[str, int]] = {}
         self._query_tokens: dict[str, PageToken] = {}
         self._client_windows: dict[str, SlidingWindow] = {}
@@ -237,12 +238,27 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
                     response = self._metrics(request, body, body_error)
                 else:
                     response = self._control_plane(request, body, body_error)
+                response = self._lost(request, response)
         except HttpError as error:
             response = error_response(error, metrics)
         except Exception as error:  # an emulator bug or a broker failure: answer, never hang the client
             response = error_response(HttpError(500, f"emulator error: {type(error).__name__}: {error}"), metrics)
         response.headers.setdefault("X-Request-Id", uuid.uuid4().hex)
         entry["status"] = response.status_code
+        return response
+
+    def lose_next_answer(self, method: str, path: str, status: int = 504) -> None:
+        """The next such request is carried out, but its answer is replaced by `status`, as a
+        gateway timing out after the work was done would."""
+        with self._lock:
+            self._lost_answers.append((method, path, status))
+
+    def _lost(self, request: Request, response: Response) -> Response:
+        with self._lock:
+            for index, (method, path, status) in enumerate(self._lost_answers):
+                if (request.method, request.path) == (method, path):
+                    del self._lost_answers[index]
+                    return error_response(HttpError(status, "Gateway Timeout"), False)
         return response
 
     def _injected(self, path: str) -> Response | None:
