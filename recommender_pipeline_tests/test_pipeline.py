@@ -295,3 +295,43 @@ def test_ctrl_c_stops_the_command_at_once_with_130_and_no_report(prefix, kafka_b
     assert stopped_after < 10
     assert "interrupted: stopped after the current run" in text
     assert "report:" not in text and not list((tmp_path / "reports").glob("*.csv"))
+
+
+def test_a_cluster_that_cannot_be_reached_keeps_its_topics_as_errors_and_never_vanishes(
+    configure, pipeline, prefix, kafka_bootstrap, monkeypatch
+):
+    from recommender_pipeline import topic_listing
+    from recommender_pipeline.measuring import records
+    from recommender_pipeline.measuring.days import utc_today
+
+    # A refused connection is retried until the metadata timeout: 30 s each, 3 s here.
+    monkeypatch.setattr(topic_listing, "TIMEOUT_SECONDS", 3)
+    monkeypatch.setattr(records, "METADATA_TIMEOUT_SECONDS", 3)
+
+    day = utc_today()
+    create_topic(kafka_bootstrap, f"{prefix}.orders", 1)
+    produce(kafka_bootstrap, f"{prefix}.orders", records_in_hour(day, 0, 10, lambda i: (None, b"o" * 10, [])))
+
+    def clusters(down_bootstrap: str) -> str:
+        return (
+            f'[{{"kafka_cluster_id": "up", "bootstrap.servers": "{kafka_bootstrap}"}},'
+            f' {{"kafka_cluster_id": "down", "bootstrap.servers": "{down_bootstrap}"}}]'
+        )
+
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1, KAFKA_CREDENTIALS=clusters(kafka_bootstrap))
+    assert pipeline.inventory().success
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1, KAFKA_CREDENTIALS=clusters("127.0.0.1:9"))
+    assert not pipeline.inventory().success  # "down" is refused now
+    inventory = pipeline.store.read_inventory()
+    assert sorted(zip(inventory["cluster_id"], inventory["topic"], strict=True)) == [
+        ("down", f"{prefix}.orders"),  # its last known topics stay
+        ("up", f"{prefix}.orders"),
+    ]
+    assert not pipeline.measure(day).success
+    rows = pipeline.store.read_measurements(day.isoformat(), day.isoformat()).set_index("cluster_id")
+    assert (rows.loc["up", "status"], rows.loc["up", "records"]) == ("measured", 10)
+    assert rows.loc["down", "status"] == "error" and "cluster down could not be measured" in rows.loc["down", "reason"]
+    recommendations = pipeline.recommend(day)
+    assert recommendations.success
+    table = recommendations.asset_value("topic_recommendations").set_index("cluster_id")
+    assert table.loc["down", "status"] == "error" and table.loc["up", "status"] == "active"

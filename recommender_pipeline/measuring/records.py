@@ -46,6 +46,7 @@ from recommender_pipeline.measuring.offsets import Key
 from recommender_pipeline.measuring.reading import Range, first_record_at, read_ranges
 
 METHOD = Method.SAMPLING_RECORDS
+METADATA_TIMEOUT_SECONDS = 30  # how long a cluster may take to answer for its topics (TLS, WAN)
 # Blocks want tens of records, not the megabyte a bulk read prefetches per partition.
 SAMPLE_FETCH = {"max.partition.fetch.bytes": 262_144, "fetch.wait.max.ms": 10}
 
@@ -119,7 +120,7 @@ class DayMeasurer:
         measured_at = int(self.clock() * 1000)
         rows: dict[str, Measurement] = {}
         errors: dict[str, str] = {}
-        live = self.admin.list_topics(timeout=30).topics
+        live = self.admin.list_topics(timeout=METADATA_TIMEOUT_SECONDS).topics
         todo: list[TopicSpec] = []
         for spec in topics:
             row = rows[spec.topic] = Measurement.planned(spec, self.day, measured_at, METHOD)
