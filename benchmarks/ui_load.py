@@ -36,25 +36,13 @@ import dagster as dg
 
 from recommender_pipeline.cli import INSTANCE_YAML as CLI_INSTANCE_YAML
 from recommender_pipeline.partitions import HISTORY_DAYS, daily_partitions, topic_key
+from recommender_pipeline_testing.browser import CHROMIUM, CHROMIUM_ARGS
 from recommender_pipeline_testing.dagster_server import DagsterServer, dagster_dev
 
 TARGET_SECONDS = 2.0
 PARTITION_LIMIT = 100_000
 CLUSTER = "local"
 ASSET = {"path": ["topic_measurements"]}
-CHROMIUM = Path("/usr/bin/chromium")
-# As in recommender_pipeline_tests/test_ui.py: nothing but 127.0.0.1 resolves.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--no-proxy-server",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-]
 INSTANCE_YAML = CLI_INSTANCE_YAML + "nux:\n  enabled: false\n"  # no first-visit modal in the browser
 
 # The asset page (Overview tab): header and definition, latest event with its metadata, live status.

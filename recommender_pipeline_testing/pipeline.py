@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from datetime import date
@@ -111,3 +112,17 @@ def apply_configuration(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, t
     }
     for name, value in {**defaults, **variables}.items():
         monkeypatch.setenv(name, str(value))
+
+
+def command_env(bootstrap: str, tmp_path: Path, **variables: str) -> dict[str, str]:
+    """The environment for `recommender-pipeline` in its own process: this one without any
+    configuration variable, then one local cluster, the test's folders and `variables`."""
+    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
+    env.update(
+        DAGSTER_HOME=str(tmp_path / "home"),
+        KAFKA_CREDENTIALS=f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{bootstrap}"}}]',
+        REPORTS_DIR=str(tmp_path / "reports"),
+        MEASUREMENT_STORE_PATH=str(tmp_path / "measurements.duckdb"),
+        **variables,
+    )
+    return env

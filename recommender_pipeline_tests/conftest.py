@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from recommender_pipeline.settings import load_settings
 from recommender_pipeline_testing.known_truth import Dataset, LogDataset, build_attribution_dataset, build_dataset
 from recommender_pipeline_testing.openapi import SPEC_DIR, Specs
 from recommender_pipeline_testing.pipeline import REPO, Pipeline, apply_configuration, free_port
@@ -125,6 +126,17 @@ def configure(monkeypatch: pytest.MonkeyPatch, bootstrap_address: str, tmp_path:
         apply_configuration(monkeypatch, bootstrap_address, tmp_path, **variables)
 
     return apply
+
+
+@pytest.fixture
+def configured_settings(configure, tmp_path: Path):
+    """Sets variables (the others unset) and loads the settings, with no .env file."""
+
+    def load(**variables):
+        configure(**variables)
+        return load_settings(str(tmp_path / "absent.env"))
+
+    return load
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ store, with no traceback and no secret. No broker: these fail before any cluster
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -16,19 +15,14 @@ from recommender_pipeline.errors import StoreError
 from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.partitions import HISTORY_DAYS, history_start
 from recommender_pipeline.resources import build_resources
-from recommender_pipeline.settings import load_settings
-from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES
+from recommender_pipeline_testing.pipeline import command_env
 
 TODAY = utc_today()
 
 
 @pytest.fixture
-def settings(configure, tmp_path):
-    def load(**variables):
-        configure(**variables)
-        return load_settings(str(tmp_path / "absent.env"))
-
-    return load
+def settings(configured_settings):
+    return configured_settings
 
 
 def test_a_future_day_is_refused_not_stored_as_not_measurable(settings):
@@ -72,13 +66,7 @@ def test_an_unreachable_postgresql_store_is_named_without_its_password(configure
 
 
 def test_the_command_exits_2_or_1_with_one_line_before_any_work(bootstrap_address, tmp_path):
-    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
-    env.update(
-        DAGSTER_HOME=str(tmp_path / "home"),
-        KAFKA_CREDENTIALS=f'[{{"kafka_cluster_id": "c", "bootstrap.servers": "{bootstrap_address}"}}]',
-        REPORTS_DIR=str(tmp_path / "reports"),
-        MEASUREMENT_STORE_PATH=str(tmp_path / "measurements.duckdb"),
-    )
+    env = command_env(bootstrap_address, tmp_path)
     command = [sys.executable, "-m", "recommender_pipeline.cli"]
 
     def run(*args: str, **variables: str) -> subprocess.CompletedProcess:

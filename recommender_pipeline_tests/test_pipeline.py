@@ -12,7 +12,7 @@ import pytest
 from recommender_pipeline.definitions import defs
 from recommender_pipeline.reporting import DETAIL_LEADING_COLUMNS
 from recommender_pipeline_testing.known_truth import Dataset, records_in_hour
-from recommender_pipeline_testing.pipeline import CLUSTER_ID, CONFIG_VARIABLES
+from recommender_pipeline_testing.pipeline import CLUSTER_ID, command_env
 from recommender_pipeline_testing.workloads import create_topic, produce
 
 MIB = 1024 * 1024
@@ -164,16 +164,7 @@ def test_the_one_command_measures_missing_days_and_writes_reports(prefix, kafka_
     today = utc_today()
     create_topic(kafka_bootstrap, f"{prefix}.events", 4)
     produce(kafka_bootstrap, f"{prefix}.events", records_in_hour(today, 0, 400, lambda i: (None, b"e" * 50, []), 4))
-    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
-    env.update(
-        DAGSTER_HOME=str(tmp_path / "home"),
-        KAFKA_CREDENTIALS=f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{kafka_bootstrap}"}}]',
-        TOPIC_FILTER=prefix,
-        SAMPLING_DAYS="2",
-        MAX_WORKERS_PER_CLUSTER="2",
-        REPORTS_DIR=str(tmp_path / "reports"),
-        MEASUREMENT_STORE_PATH=str(tmp_path / "measurements.duckdb"),
-    )
+    env = command_env(kafka_bootstrap, tmp_path, TOPIC_FILTER=prefix, SAMPLING_DAYS="2", MAX_WORKERS_PER_CLUSTER="2")
     command = [sys.executable, "-m", "recommender_pipeline.cli"]
     first = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -262,16 +253,7 @@ def test_ctrl_c_stops_the_command_at_once_with_130_and_no_report(prefix, kafka_b
     start = day_start_ms(yesterday)
     records = (Record(start + i * 80, b"v" * 100, partition=i % 4) for i in range(1_000_000))
     produce(kafka_bootstrap, f"{prefix}.big", records)
-    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
-    env.update(
-        DAGSTER_HOME=str(tmp_path / "home"),
-        KAFKA_CREDENTIALS=f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{kafka_bootstrap}"}}]',
-        TOPIC_FILTER=prefix,
-        SAMPLING_DAYS="3",
-        SAMPLING_BATCH_SIZE="",
-        REPORTS_DIR=str(tmp_path / "reports"),
-        MEASUREMENT_STORE_PATH=str(tmp_path / "measurements.duckdb"),
-    )
+    env = command_env(kafka_bootstrap, tmp_path, TOPIC_FILTER=prefix, SAMPLING_DAYS="3", SAMPLING_BATCH_SIZE="")
     log = tmp_path / "command.log"
     with log.open("w") as output:
         command = subprocess.Popen(

@@ -18,14 +18,8 @@ CLUSTER = '[{"kafka_cluster_id": "local", "bootstrap.servers": "127.0.0.1:9092"}
 
 
 @pytest.fixture
-def env(configure, tmp_path):
-    """Sets variables (others unset) and loads the settings, with no .env file."""
-
-    def load(**variables):
-        configure(**variables)
-        return load_settings(str(tmp_path / "absent.env"))
-
-    return load
+def env(configured_settings):
+    return configured_settings
 
 
 def test_defaults_are_the_original_tools(configure, tmp_path, monkeypatch):

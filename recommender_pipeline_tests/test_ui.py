@@ -18,24 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from recommender_pipeline_testing.browser import CHROMIUM, CHROMIUM_ARGS
 from recommender_pipeline_testing.dagster_server import dagster_dev
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import CLUSTER_ID, CONFIG_VARIABLES, REPO
 from recommender_pipeline_testing.workloads import create_topic, produce
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--no-proxy-server",
-    # Nothing but 127.0.0.1: any other host name fails to resolve.
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-]
 README_SCREENSHOTS = REPO / "docs" / "screenshots"
 ASSETS = ["credentials", "cluster_inventory", "topic_measurements", "topic_recommendations", "reports"]
 TIMEOUT_MS = 30_000
