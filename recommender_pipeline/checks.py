@@ -7,7 +7,7 @@ import warnings
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline.model import INCREASE, KEEP, OVER_PROVISIONED
+from recommender_pipeline.model import INCREASE, KEEP, OVER_PROVISIONED, action_for
 from recommender_pipeline.partitions import daily_partitions
 from recommender_pipeline.resources import SettingsResource
 from recommender_pipeline.settings import Settings
@@ -37,7 +37,7 @@ def recommendations_sane(recommendations: pd.DataFrame, settings: Settings) -> t
         key = f"{row.cluster_id}/{row.topic_name}"
         if row.action not in ACTIONS:
             problems[key] = f"action {row.action!r}"
-        elif (row.recommended_partitions > row.number_of_partitions) != (row.action == INCREASE):
+        elif row.action != action_for(int(row.recommended_partitions), int(row.number_of_partitions), settings):
             problems[key] = f"action {row.action} for {row.recommended_partitions} vs {row.number_of_partitions} now"
         elif (
             settings.recommendation_model == "capacity"

@@ -23,7 +23,7 @@ class Recommendation:
     action: str
 
 
-def _action(recommended: int, current: int, settings: Settings) -> str:
+def action_for(recommended: int, current: int, settings: Settings) -> str:
     """Kafka cannot remove partitions, so a smaller recommendation is never a decrease."""
     if recommended > current:
         return INCREASE
@@ -48,7 +48,9 @@ def capacity_recommendation(
         binding = "min_consumption_throughput"
     else:
         binding = "peak_ingress"
-    return Recommendation(recommended, required, consumer, binding, _action(recommended, current_partitions, settings))
+    return Recommendation(
+        recommended, required, consumer, binding, action_for(recommended, current_partitions, settings)
+    )
 
 
 def seed_recommendation(
@@ -64,7 +66,9 @@ def seed_recommendation(
         recommended, binding = settings.min_recommended_partitions, "min_consumption_throughput"
     else:
         recommended, binding = round(required / consumer), "required_consumption_throughput_factor"
-    return Recommendation(recommended, required, consumer, binding, _action(recommended, current_partitions, settings))
+    return Recommendation(
+        recommended, required, consumer, binding, action_for(recommended, current_partitions, settings)
+    )
 
 
 def recommend(

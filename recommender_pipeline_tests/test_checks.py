@@ -1,6 +1,7 @@
 """Each asset check fails on crafted bad data (and passes on the same data made good)."""
 
 import pandas as pd
+import pytest
 
 from recommender_pipeline.checks import measurement_coverage, recommendations_sane, report_complete
 from recommender_pipeline.settings import Settings
@@ -64,3 +65,23 @@ def test_checks_pass_on_an_empty_inventory_instead_of_crashing(tmp_path):
     assert measurement_coverage(empty)[0] is True
     assert recommendations_sane(empty, Settings.model_construct())[0] is True
     assert report_complete(pd.DataFrame(columns=["cluster_id", "kind", "path"]), empty)[0] is True
+
+
+@pytest.mark.parametrize(
+    ("ratio", "recommended", "current", "right"),
+    [
+        (2.0, 7, 6, "increase"),  # one more than there is
+        (2.0, 6, 6, "keep"),
+        (2.0, 6, 11, "keep"),  # just under twice as many
+        (2.0, 6, 12, "over-provisioned"),  # exactly twice: the ratio is reached
+        (1.5, 6, 8, "keep"),
+        (1.5, 6, 9, "over-provisioned"),  # a non-default OVER_PROVISIONED_RATIO moves the boundary
+    ],
+)
+def test_every_action_boundary_is_checked(ratio, recommended, current, right):
+    settings = Settings.model_construct(over_provisioned_ratio=ratio, min_recommended_partitions=1)
+    table = rows(recommended_partitions=recommended, number_of_partitions=current, action=right).head(1)
+    assert recommendations_sane(table, settings)[0] is True
+    for wrong in {"increase", "keep", "over-provisioned"} - {right}:
+        table = rows(recommended_partitions=recommended, number_of_partitions=current, action=wrong).head(1)
+        assert recommendations_sane(table, settings)[0] is False, (wrong, recommended, current)

@@ -110,6 +110,7 @@ def test_a_malformed_secret_fails_with_its_name(aws, pipeline, prefix):
     assert f"partial-{prefix}" in message and "lacks bootstrap.servers" in message
 
 
+@pytest.mark.timeout(120)
 def test_a_wrong_scram_password_is_a_cluster_failure_not_a_hang(aws, scram_user, sasl_bootstrap, pipeline, prefix):
     put, apply = aws
     user, _ = scram_user
