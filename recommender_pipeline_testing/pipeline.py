@@ -123,6 +123,5 @@ def command_env(bootstrap: str, tmp_path: Path, **variables: str) -> dict[str, s
         KAFKA_CREDENTIALS=f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{bootstrap}"}}]',
         REPORTS_DIR=str(tmp_path / "reports"),
         MEASUREMENT_STORE_PATH=str(tmp_path / "measurements.duckdb"),
-        **variables,
     )
-    return env
+    return {**env, **variables}

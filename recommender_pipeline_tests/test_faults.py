@@ -1,12 +1,15 @@
-"""A broker killed in the middle of a read, on a broker of the test's own (`scripts/kafka-local`
-on KAFKA_FAULT_PORT, default 19592): the chunk fails at once, saying the cluster is unreachable,
-and once the broker is back a rerun counts every record exactly."""
+"""Brokers that fail: one killed in the middle of a read, on a broker of the test's own
+(`scripts/kafka-local` on KAFKA_FAULT_PORT, default 19592), fails its chunk at once, saying the
+cluster is unreachable, and once it is back a rerun counts every record exactly; one that is
+down before the run fails the command in one metadata timeout, quietly, without its secret."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 from recommender_pipeline.measuring.days import day_start_ms, utc_today
 from recommender_pipeline.measuring.measurement import Status, TopicSpec
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
-from recommender_pipeline_testing.pipeline import REPO
+from recommender_pipeline_testing.pipeline import REPO, command_env
 from recommender_pipeline_testing.workloads import Record, create_topic, produce
 
 PORT = int(os.environ.get("KAFKA_FAULT_PORT", "19592"))
@@ -100,3 +103,24 @@ def test_a_broker_killed_mid_read_fails_the_chunk_at_once_and_a_rerun_is_exact(o
     broker("start")  # the same data directory: the log survived the crash
     [row] = DayMeasurer(AdminClient({"bootstrap.servers": own_broker}), consumer, day, LIMITS).measure([spec])
     assert (row.status, row.records, row.bytes, row.exact) == (Status.MEASURED, RECORDS, RECORDS * 100, True)
+
+
+@pytest.mark.integration  # no broker needed, but it waits out the metadata timeout: not the unit layer
+def test_a_broker_down_before_the_run_fails_in_one_timeout_quietly_and_without_its_secret(tmp_path):
+    secret = "hunter2-do-not-print"
+    entry = {"kafka_cluster_id": "dead", "bootstrap.servers": "127.0.0.1:9", "security.protocol": "SASL_PLAINTEXT"}
+    cluster = json.dumps([{**entry, "sasl.mechanism": "PLAIN", "sasl.username": "u", "sasl.password": secret}])
+    env = command_env(BOOTSTRAP, tmp_path, KAFKA_CREDENTIALS=cluster)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "recommender_pipeline.cli"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and elapsed < 60
+    assert "cluster dead unreachable" in output and "1 cluster(s) could not be inventoried: dead" in output
+    assert output.count("Connection refused") <= 2  # librdkafka's retries, each line once
+    assert len(output.splitlines()) < 100
+    stored = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert stored and not any(secret.encode() in path.read_bytes() for path in stored)  # Dagster storage, store
+    assert secret not in output
