@@ -154,3 +154,12 @@ def test_topic_discovery_adds_new_topics_and_retires_deleted_ones_keeping_them(
     assert isinstance(delete, dg.DeleteDynamicPartitionsRequest)
     assert delete.partition_keys == [f"local/{prefix}.first"]
     assert json.loads(fourth.cursor) == {}
+
+
+def test_every_schedule_and_sensor_starts_stopped():
+    from recommender_pipeline.sensors import ALL_SCHEDULES, ALL_SENSORS
+
+    assert {s.name for s in ALL_SCHEDULES} == {"daily_measurement_schedule", "hourly_capture_schedule"}
+    assert all(s.default_status == dg.DefaultScheduleStatus.STOPPED for s in ALL_SCHEDULES)
+    assert len(ALL_SENSORS) == 3
+    assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in ALL_SENSORS)

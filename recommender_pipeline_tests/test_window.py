@@ -104,3 +104,11 @@ def test_a_day_whose_hours_were_deleted_before_capture_is_named_in_the_window():
     assert result["days_partial"] == 1
     expected = f"partly deleted before capture: {END - timedelta(days=1)} (hours 00-06 UTC were deleted"
     assert expected in result["reason"]
+
+
+@pytest.mark.parametrize(("partition_bytes", "hot"), [("[200,100,0]", "yes"), ("[199,100,1]", "no")])
+def test_hot_partition_skew_is_yes_at_the_threshold_and_no_just_below(partition_bytes, hot):
+    # Mean 100 B per partition: the busiest holds 2.00x (at HOT_PARTITION_SKEW=2) or 1.99x of it.
+    result = window([day(b, records=3, bytes=300, partition_bytes=partition_bytes) for b in range(3)])
+    assert result["hot_partition_ingress"] == hot
+    assert result["hot_partition_egress"] == "n/a"  # record sampling does not see consumers

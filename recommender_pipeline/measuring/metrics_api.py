@@ -41,6 +41,7 @@ class MetricsDayMeasurer:
         self.cluster_id = cluster_id
         self.day = day
         self.log = log
+        self.queries = 0  # metric queries sent (each one request, or more when it pages)
 
     def _points(self, metric: str, granularity: str, group_by: list[str], interval: str) -> list[dict]:
         """A query's points; a failure names the cluster, the metric and the day."""
@@ -52,6 +53,7 @@ class MetricsDayMeasurer:
             "intervals": [interval],
             "limit": 1000,
         }
+        self.queries += 1
         try:
             return self.query(body)
         except ConfluentApiError as error:
@@ -129,5 +131,5 @@ class MetricsDayMeasurer:
                 hot_partition_ingress=spec.topic in hot_ingress,
                 hot_partition_egress=spec.topic in hot_egress,
             )
-        self.log(f"{self.cluster_id} {self.day}: {len(topics)} topics from 6 metric queries")
+        self.log(f"{self.cluster_id} {self.day}: {len(topics)} topics from {self.queries} metric queries")
         return list(rows.values())
