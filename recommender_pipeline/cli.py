@@ -1,4 +1,4 @@
-"""The one command: measure the days of the window that are missing, then recommend for a day.
+"""The one command: measure what the window still lacks (missing, open or failed topic-days), then recommend.
 
     recommender-pipeline [--day YYYY-MM-DD] [--backfill-days N] [--force] [--in-process]
 
