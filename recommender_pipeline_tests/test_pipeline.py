@@ -317,3 +317,25 @@ def test_a_cluster_that_cannot_be_reached_keeps_its_topics_as_errors_and_never_v
     assert recommendations.success
     table = recommendations.asset_value("topic_recommendations").set_index("cluster_id")
     assert table.loc["down", "status"] == "error" and table.loc["up", "status"] == "active"
+
+
+def test_the_blocking_check_stops_the_reports_when_a_recommendation_is_wrong(
+    dataset, configure, pipeline, tmp_path, monkeypatch
+):
+    """A wrong action in the table fails `check_recommendations_sane` in a real Dagster run, and
+    `reports` is then not materialized: no CSV is written from a table that fails it."""
+    import dataclasses
+
+    from recommender_pipeline import topic_window
+
+    configure(TOPIC_FILTER=f"{dataset.prefix}.multi", SAMPLING_DAYS=1, SAMPLING_BATCH_SIZE="")
+    assert pipeline.inventory().success
+    assert pipeline.measure(dataset.today).success
+    right = topic_window.recommend
+    monkeypatch.setattr(topic_window, "recommend", lambda *a, **k: dataclasses.replace(right(*a, **k), action="keep"))
+    result = pipeline.recommend(dataset.today)
+    assert not result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["check_recommendations_sane"] is False
+    assert dg.AssetKey("reports") not in {e.asset_key for e in result.get_asset_materialization_events()}
+    assert not list((tmp_path / "reports").glob("*.csv"))

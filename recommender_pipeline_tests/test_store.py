@@ -506,3 +506,55 @@ def test_a_cluster_that_could_not_be_listed_keeps_its_last_known_topics(store):
         ("down", "y"),
         ("up", "a"),
     ]
+
+
+def test_a_write_that_fails_midway_rolls_back_and_keeps_the_old_rows(store, monkeypatch):
+    store.write_measurements([measurement("2024-03-01", "orders", records=5, reason="old")])
+
+    def broken(self, table, frame):
+        raise RuntimeError("disk full")
+
+    # The failure comes after the old rows were deleted, inside the same transaction.
+    monkeypatch.setattr(sessions.DuckDBSession, "insert", broken)
+    monkeypatch.setattr(sessions.PostgresSession, "insert", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.write_measurements([measurement("2024-03-01", "orders", records=9, reason="new")], force=True)
+    row = keyed(store.read_measurements("2024-03-01", "2024-03-01"))[("2024-03-01", "c1", "orders")]
+    assert (row["records"], row["reason"]) == (5, "old")
+
+
+def _slow_writer(env_file: str, name: str, barrier, spans) -> None:
+    """Writes its own key with a 1 s pause inside the transaction; reports when it held it."""
+    sessions.PostgresSession.insert = _after(sessions.PostgresSession.insert, 1.0)
+    store = _store(Path(env_file))
+    store.check()  # tables created before the race
+    barrier.wait(60)
+    started = time.monotonic()
+    store.write_measurements([measurement("2024-03-02", f"{name}-own")])
+    spans.put((name, started, time.monotonic()))
+
+
+def _after(insert, seconds: float):
+    def paused(self, table: str, frame: pd.DataFrame) -> None:
+        time.sleep(seconds)
+        insert(self, table, frame)
+
+    return paused
+
+
+def test_postgresql_writers_of_disjoint_keys_do_not_wait_for_each_other(tmp_path, monkeypatch, request):
+    for name in ("MEASUREMENT_STORE_URL", "MEASUREMENT_STORE_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    env_file = _env_file(tmp_path, "postgresql", request)
+    context = multiprocessing.get_context("spawn")
+    barrier, spans = context.Barrier(2), context.Queue()
+    writers = [context.Process(target=_slow_writer, args=(str(env_file), n, barrier, spans)) for n in ("w1", "w2")]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(120)
+    assert [p.exitcode for p in writers] == [0, 0]
+    (_, start1, end1), (_, start2, end2) = spans.get(timeout=5), spans.get(timeout=5)
+    # Each holds its transaction for at least 1 s; had one waited for the other, the two would take 2 s.
+    assert max(end1, end2) - min(start1, start2) < 1.8
+    assert min(end1, end2) > max(start1, start2)  # they overlapped
