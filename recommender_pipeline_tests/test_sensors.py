@@ -16,6 +16,7 @@ from recommender_pipeline.sensors import (
     daily_measurement_schedule,
     hourly_capture_schedule,
     recommendations_after_measurement_sensor,
+    recommendations_after_partial_measurement_sensor,
     topic_discovery_sensor,
 )
 from recommender_pipeline_testing.known_truth import records_in_hour
@@ -108,6 +109,30 @@ def test_a_finished_measurement_requests_that_days_recommendations(configure, pi
         dagster_run=pipeline.instance.get_run_by_id(result.run_id),
     )
     request = recommendations_after_measurement_sensor(context)
+    assert request.partition_key == day.isoformat()
+    assert request.run_key == f"recommend-{day.isoformat()}-{result.run_id}"
+
+
+def test_a_partly_failed_measurement_still_requests_that_days_recommendations(
+    configure, pipeline, prefix, kafka_bootstrap
+):
+    for name in ("kept", "doomed"):
+        create_topic(kafka_bootstrap, f"{prefix}.{name}", 1)
+    configure(TOPIC_FILTER=prefix)
+    assert pipeline.inventory().success
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.delete_topics([f"{prefix}.doomed"])[f"{prefix}.doomed"].result()
+    day = utc_today()
+    result = pipeline.measure(day)
+    assert not result.success  # one topic failed; the other is stored
+    assert pipeline.measurement(day, f"{prefix}.kept")["status"] == "empty"
+    context = dg.build_run_status_sensor_context(
+        sensor_name=recommendations_after_partial_measurement_sensor.name,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=pipeline.instance,
+        dagster_run=pipeline.instance.get_run_by_id(result.run_id),
+    ).for_run_failure()
+    request = recommendations_after_partial_measurement_sensor(context)
     assert request.partition_key == day.isoformat()
     assert request.run_key == f"recommend-{day.isoformat()}-{result.run_id}"
 
