@@ -36,14 +36,17 @@ class DayTruth:
     records: int = 0
     bytes: int = 0
     hour_bytes: dict[int, int] = field(default_factory=dict)
+    five_minute_bytes: dict[int, int] = field(default_factory=dict)  # the Metrics API's finest buckets
     partition_bytes: dict[int, int] = field(default_factory=dict)
 
     def add(self, records: list[Record], day: date) -> None:
         for record in records:
             hour = (record.timestamp_ms - day_start_ms(day)) // 3_600_000
+            bucket = (record.timestamp_ms - day_start_ms(day)) // 300_000
             self.records += 1
             self.bytes += record.size
             self.hour_bytes[hour] = self.hour_bytes.get(hour, 0) + record.size
+            self.five_minute_bytes[bucket] = self.five_minute_bytes.get(bucket, 0) + record.size
             self.partition_bytes[record.partition] = self.partition_bytes.get(record.partition, 0) + record.size
 
     @property
