@@ -21,6 +21,8 @@ from recommender_pipeline_testing.workloads import create_topic, produce
 CLOUD_KEY, CLOUD_SECRET = "CLOUDKEY12345678", "cloud-secret-" + "s" * 51
 PRINCIPAL = "sa-recommender"
 
+EGRESS_RATIO = 2.5
+
 
 def cloud_variables(emulator: ConfluentCloudEmulator, **extra) -> dict:
     return {
@@ -50,7 +52,8 @@ def emulator(kafka_bootstrap, sasl_bootstrap, dataset):
     environments = [
         {"id": "env-1", "display_name": "prod", "clusters": [{"id": "lkc-known", "topic_prefix": dataset.prefix}]}
     ]
-    server = start_emulator(kafka_bootstrap, sasl_bootstrap, environments)
+    # Consumers read each record 2.5 times over, so egress cannot pass for ingress.
+    server = start_emulator(kafka_bootstrap, sasl_bootstrap, environments, egress_ratio=EGRESS_RATIO)
     yield server
     server.stop()
 
@@ -100,7 +103,10 @@ def test_metrics_api_method_agrees_with_record_sampling(dataset, emulator, confi
         assert metrics_row["bucket_seconds"] == 300
     hot = by_metrics.loc[(d2.isoformat(), dataset.topic("multi"))]
     assert bool(hot["hot_partition_ingress"]) is True  # 900 records on partition 0 at 15:00
-    assert hot["egress_bytes"] == hot["bytes"]  # the emulator's consumers read everything once
+    assert bool(hot["hot_partition_egress"]) is True
+    assert hot["egress_bytes"] == round(dataset.day("multi", d2).bytes * EGRESS_RATIO)
+    balanced = by_metrics.loc[(d1.isoformat(), dataset.topic("multi"))]  # 600 records dealt over 3 partitions
+    assert bool(balanced["hot_partition_ingress"]) is False and bool(balanced["hot_partition_egress"]) is False
 
 
 def test_metrics_api_days_beyond_its_retention_are_not_measurable(
