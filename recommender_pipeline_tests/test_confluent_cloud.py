@@ -16,7 +16,7 @@ from recommender_pipeline.resources import build_resources
 from recommender_pipeline.resources.confluent_cloud import ConfluentCloudResource
 from recommender_pipeline_testing.ccloud_emulator import ConfluentCloudEmulator
 from recommender_pipeline_testing.known_truth import records_in_hour
-from recommender_pipeline_testing.workloads import create_topic, produce
+from recommender_pipeline_testing.workloads import create_topic, produce, send_records
 
 CLOUD_KEY, CLOUD_SECRET = "CLOUDKEY12345678", "cloud-secret-" + "s" * 51
 PRINCIPAL = "sa-recommender"
@@ -413,3 +413,35 @@ def test_a_refused_key_fails_only_its_cluster_and_a_lost_answer_leaves_no_key_be
     assert len(outcome.provisioning.created_keys) == 2 == len(server.deleted_keys)
     assert not server.api_keys and not server.scram_users
     assert not outcome.success and len(outcome.reports) == 2
+
+
+def test_more_than_1000_topic_partitions_page_the_partition_query_once_more(
+    kafka_bootstrap, sasl_bootstrap, configure, tmp_path, prefix
+):
+    """350 topics x 3 partitions, each partition with traffic: the per-partition query has 1,050
+    groups, two pages at 1,000 groups per page; the five per-topic queries fit one page each."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    names = [f"{prefix}.p{i:03d}" for i in range(350)]
+    for future in admin.create_topics([NewTopic(name, 3, 1) for name in names], operation_timeout=120).values():
+        future.result()
+    day = utc_today()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 20})
+    for name in names:  # one producer for all: a producer per topic would take minutes
+        send_records(producer, name, records_in_hour(day, 0, 3, lambda i: (None, b"xy", []), partitions=3))
+    assert producer.flush(60) == 0
+    environments = [{"id": "env-1", "clusters": [{"id": "lkc-paged", "topic_prefix": prefix}]}]
+    try:
+        with start_emulator(kafka_bootstrap, sasl_bootstrap, environments) as server:
+            configure(**cloud_variables(server))
+            cloud = cloud_resource(tmp_path)
+            rows = MetricsDayMeasurer(cloud.query_metrics, "lkc-paged", day).measure(
+                [TopicSpec("lkc-paged", name, 3, None, False) for name in names]
+            )
+            assert cloud.request_count() == 7
+            assert [json.loads(row.partition_bytes) for row in rows] == [[2, 2, 2]] * 350
+            assert sum(row.records for row in rows) == 1_050
+    finally:
+        admin.delete_topics(names, operation_timeout=120)

@@ -339,3 +339,22 @@ def test_the_blocking_check_stops_the_reports_when_a_recommendation_is_wrong(
     assert checks["check_recommendations_sane"] is False
     assert dg.AssetKey("reports") not in {e.asset_key for e in result.get_asset_materialization_events()}
     assert not list((tmp_path / "reports").glob("*.csv"))
+
+
+def test_a_deleted_topic_leaves_the_inventory_but_keeps_its_measured_days(configure, pipeline, prefix, kafka_bootstrap):
+    from confluent_kafka.admin import AdminClient
+
+    from recommender_pipeline.measuring.days import utc_today
+
+    day = utc_today()
+    for name in ("stays", "goes"):
+        create_topic(kafka_bootstrap, f"{prefix}.{name}", 1)
+        produce(kafka_bootstrap, f"{prefix}.{name}", records_in_hour(day, 0, 4, lambda i: (None, b"g" * 5, [])))
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1)
+    assert pipeline.inventory().success and pipeline.measure(day).success
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.delete_topics([f"{prefix}.goes"])[f"{prefix}.goes"].result()
+    assert pipeline.inventory().success
+    assert list(pipeline.store.read_inventory()["topic"]) == [f"{prefix}.stays"]  # no longer measured
+    assert pipeline.measurement(day, f"{prefix}.goes")["records"] == 4  # its history stays in the store
+    assert pipeline.is_materialized(day, f"{prefix}.goes")  # and in Dagster, until the rolling history ends
