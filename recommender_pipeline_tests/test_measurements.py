@@ -179,3 +179,25 @@ def test_a_topic_name_dagster_cannot_key_is_left_out_not_fatal(configure, pipeli
     assert list(pipeline.store.read_inventory()["topic"]) == [f"{prefix}.ok"]
     metadata = result.asset_materializations_for_node("cluster_inventory")[0].metadata
     assert metadata["unsupported_topic_names"].value == [f"local/{prefix}.a...b"]
+
+
+def test_a_partition_of_exactly_the_budget_is_read_whole_and_exact(
+    configure, pipeline, prefix, kafka_bootstrap, monkeypatch
+):
+    from recommender_pipeline.measuring.days import utc_today
+    from recommender_pipeline_testing.known_truth import records_in_hour
+    from recommender_pipeline_testing.workloads import create_topic, produce
+
+    day = utc_today().fromordinal(utc_today().toordinal() - 1)
+    for name, count in (("budget", 48), ("triple", 144)):
+        create_topic(kafka_bootstrap, f"{prefix}.{name}", 1)
+        produce(kafka_bootstrap, f"{prefix}.{name}", records_in_hour(day, 5, count, lambda i: (b"k", b"v" * 29, [])))
+    # Reading whole is cheaper than sampling at this size: sample whenever the budget allows.
+    monkeypatch.setattr(estimation, "RECORDS_PER_ROUND_TRIP", 0)
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1, SAMPLING_BATCH_SIZE=48)
+    assert pipeline.inventory().success and pipeline.measure(day).success
+    budget = pipeline.measurement(day, f"{prefix}.budget")
+    assert (budget["records"], budget["bytes"], bool(budget["exact"])) == (48, 48 * 30, True)
+    triple = pipeline.measurement(day, f"{prefix}.triple")
+    assert bool(triple["exact"]) is False  # 3x the budget: sampled
+    assert triple["mean_record_bytes"] == 30.0  # one record size: the ratio estimator is exact for it
