@@ -246,9 +246,11 @@ def provisioning(kafka_bootstrap, sasl_bootstrap, configure, prefix, monkeypatch
     server.stop()
 
 
-def run_command(pipeline, tmp_path, day):
+def run_command(pipeline, tmp_path, day, in_process: bool = True):
     settings = pipeline.settings
-    return cli.run_recommendations(pipeline.instance, settings, day, in_process=True, env_file=str(tmp_path / "no.env"))
+    return cli.run_recommendations(
+        pipeline.instance, settings, day, in_process=in_process, env_file=str(tmp_path / "no.env")
+    )
 
 
 def test_provisioned_keys_are_created_per_filtered_cluster_used_and_deleted(
@@ -301,10 +303,17 @@ def test_a_key_that_never_works_fails_its_cluster_clearly_and_is_deleted(provisi
     assert len(outcome.reports) == 4  # the two good clusters still got their reports
 
 
-def test_no_secret_reaches_dagster_storage_logs_reports_or_errors(provisioning, pipeline, tmp_path, capfd):
+@pytest.mark.parametrize("use_sample_records", ["true", "false"])
+def test_no_secret_reaches_dagster_storage_logs_reports_or_errors(
+    provisioning, pipeline, tmp_path, capfd, monkeypatch, use_sample_records
+):
+    """On the multiprocess executor, as the command runs it: the provisioned keys reach the step
+    processes only through their environment, by record sampling and by the Metrics API."""
     server, secrets, day = provisioning
+    monkeypatch.setenv("USE_SAMPLE_RECORDS", use_sample_records)
     server.unusable_clusters.add("lkc-a1")  # a failing path as well as successful ones
-    outcome = run_command(pipeline, tmp_path, day)
+    outcome = run_command(pipeline, tmp_path, day, in_process=False)
+    assert outcome.measured_days and outcome.reports
     assert len(secrets) == 3 and not server.api_keys
     captured = capfd.readouterr()
     haystacks = [captured.out, captured.err, "\n".join(outcome.failed_runs)]
@@ -314,6 +323,8 @@ def test_no_secret_reaches_dagster_storage_logs_reports_or_errors(provisioning, 
     for run in pipeline.instance.get_runs():
         haystacks += [json.dumps(run.run_config), json.dumps(run.tags)]
         haystacks += [str(event) for event in pipeline.instance.all_logs(run.run_id)]
+    store = pipeline.store  # queried, not only scanned as a file
+    haystacks += [store.read_measurements("2000-01-01", "2100-01-01").to_csv(), store.read_inventory().to_csv()]
     for secret in [CLOUD_SECRET, *secrets]:
         assert not any(secret in text for text in haystacks), "a secret leaked"
     assert any("lkc-a1" in failure for failure in outcome.failed_runs)
