@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.measuring.days import day_start_ms, utc_today
@@ -124,3 +124,45 @@ def test_a_broker_down_before_the_run_fails_in_one_timeout_quietly_and_without_i
     stored = [path for path in tmp_path.rglob("*") if path.is_file()]
     assert stored and not any(secret.encode() in path.read_bytes() for path in stored)  # Dagster storage, store
     assert secret not in output
+
+
+class OnePartitionStuck:
+    """A consumer whose fetches of one partition never arrive, as behind a stuck leader: its
+    records are dropped and its position stays where the read began."""
+
+    def __init__(self, consumer: Consumer, topic: str):
+        self.consumer, self.topic = consumer, topic
+
+    def consume(self, num_messages: int = 1, timeout: float = -1):
+        return [m for m in self.consumer.consume(num_messages, timeout) if m.topic() != self.topic]
+
+    def position(self, partitions):
+        return [
+            tp if tp.topic != self.topic else TopicPartition(tp.topic, tp.partition, 0)
+            for tp in self.consumer.position(partitions)
+        ]
+
+    def __getattr__(self, name: str):
+        return getattr(self.consumer, name)
+
+
+def test_a_stalled_partition_fails_its_topic_after_the_stall_period_and_the_others_land(kafka_bootstrap, prefix):
+    day = utc_today() - timedelta(days=1)
+    start = day_start_ms(day)
+    for name in ("stuck", "fine"):
+        create_topic(kafka_bootstrap, f"{prefix}.{name}", 1)
+        produce(kafka_bootstrap, f"{prefix}.{name}", (Record(start + i * 1000, b"s" * 10) for i in range(500)))
+    limits = SamplingLimits(None, 0.2, 10)  # SAMPLING_TIMEOUT_SECONDS x SAMPLING_MAX_CONSECUTIVE_NULLS = 2 s
+
+    def consumer_factory(overrides: dict) -> OnePartitionStuck:
+        config = {"bootstrap.servers": kafka_bootstrap, "group.id": "stall", "enable.auto.commit": False}
+        return OnePartitionStuck(Consumer({**config, **overrides}), f"{prefix}.stuck")
+
+    specs = [TopicSpec("local", f"{prefix}.{name}", 1, None, False) for name in ("stuck", "fine")]
+    started = time.monotonic()
+    stuck, fine = DayMeasurer(
+        AdminClient({"bootstrap.servers": kafka_bootstrap}), consumer_factory, day, limits
+    ).measure(specs)
+    assert 2 <= time.monotonic() - started < 8
+    assert stuck.status is Status.ERROR and "no progress for 2s" in stuck.reason and "partition 0" in stuck.reason
+    assert (fine.status, fine.records, fine.bytes) == (Status.MEASURED, 500, 5_000)
