@@ -17,7 +17,6 @@ from confluent_kafka import KafkaException
 
 from recommender_pipeline.errors import RecommenderError
 from recommender_pipeline.jobs import FORCE_TAG, FORCE_VALUE
-from recommender_pipeline.measuring import hours
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
@@ -80,15 +79,6 @@ def _mapping_key(chunk: MeasurementChunk, index: int) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", f"{chunk.cluster_id}_{chunk.day}_{index}")
 
 
-def pending_reads(
-    store: MeasurementStoreResource, day: str, cluster_id: str, topics: list[str], force: bool
-) -> dict[str, int]:
-    """The topics of a cluster-day still to capture, with where each read starts (`hours`)."""
-    stored = store.read_measurements(day, day)
-    rows = stored[stored["cluster_id"] == cluster_id].to_dict("records")
-    return hours.pending_reads(rows, date.fromisoformat(day), topics, force)
-
-
 def forced(context: dg.OpExecutionContext) -> bool:
     """Whether the run re-measures settled topic-days too (the `remeasure=force` tag)."""
     return context.run.tags.get(FORCE_TAG) == FORCE_VALUE
@@ -108,14 +98,15 @@ def plan_measurement_chunks(
     """
     keys = [str(key) for key in context.partition_keys]
     settings = config.settings
-    by_cluster_day: dict[tuple[str, str], list[str]] = {}
+    by_day: dict[str, dict[str, list[str]]] = {}  # day -> cluster -> topics
     for key in keys:
         day, topic = split_day_topic_key(key)
-        by_cluster_day.setdefault((day, split_topic_key(topic)[0]), []).append(split_topic_key(topic)[1])
+        cluster_id, name = split_topic_key(topic)
+        by_day.setdefault(day, {}).setdefault(cluster_id, []).append(name)
     todo = []
-    for (day, cluster_id), topics in sorted(by_cluster_day.items()):
-        pending = pending_reads(store, day, cluster_id, topics, forced(context))
-        todo += [f"{day}|{topic_key(cluster_id, topic)}" for topic in topics if topic in pending]
+    for day, topics in sorted(by_day.items()):
+        pending = store.pending_reads(date.fromisoformat(day), topics, forced(context))
+        todo += [f"{day}|{topic_key(c, name)}" for c, names in topics.items() for name in names if name in pending[c]]
     if len(todo) < len(keys):
         context.log.info(f"{len(keys) - len(todo)} topic-day(s) already settled in the store, not re-measured")
     # The Metrics API answers a whole cluster in a handful of queries: one chunk per cluster.
@@ -149,7 +140,8 @@ def measure_topic_chunk(
     settings = config.settings
     day = date.fromisoformat(chunk.day)
     method = Method.SAMPLING_RECORDS if settings.use_sample_records else Method.METRICS_API
-    reads = pending_reads(store, chunk.day, chunk.cluster_id, [spec.topic for spec in chunk.topics], forced(context))
+    names = {chunk.cluster_id: [spec.topic for spec in chunk.topics]}
+    reads = store.pending_reads(day, names, forced(context))[chunk.cluster_id]
     topics = [spec for spec in chunk.topics if spec.topic in reads]
     started = time.monotonic()
     try:

@@ -170,7 +170,7 @@ class DayMeasurer:
         answers = boundary.list_offsets(
             self.admin,
             {
-                "first": boundary.at_times({key: self._read_from(key) for key in keys}),
+                "first": boundary.at_times({key: self._read_from(key[0]) for key in keys}),
                 "stable": boundary.last_stable(keys),
                 "log_start": boundary.log_start(keys),
             },
@@ -183,7 +183,7 @@ class DayMeasurer:
             stable, first = answers["stable"][key], answers["first"][key]
             first = stable if first < 0 else min(first, stable)
             parts[key] = PartitionDay(
-                key, self._read_from(key), first=first, stable=stable, log_start=answers["log_start"][key]
+                key, self._read_from(key[0]), first=first, stable=stable, log_start=answers["log_start"][key]
             )
         # The offset for the day's end may be a marker's, too early: a partition whose readable
         # log from the day's start is worth sampling goes to the sampler, which confirms the day's
@@ -308,8 +308,8 @@ class DayMeasurer:
             part.estimate = estimate(strata, blocks, tallies[part.key])
             part.late = round(part.estimate.late)
 
-    def _read_from(self, key: Key) -> int:
-        return self.read_from.get(key[0], self.start_ms)
+    def _read_from(self, topic: str) -> int:
+        return self.read_from.get(topic, self.start_ms)
 
     def _progress(self, line: str) -> None:
         self.log(f"{self.day}: {line}")
@@ -330,12 +330,12 @@ class DayMeasurer:
         lost = sorted(p for p, kept in retention.items() if kept is Retention.LOST)
         partial = sorted(p for p, kept in retention.items() if kept is Retention.PARTIAL)
         sampled = [part for part in parts if part.sampled]
-        states = hour_states(self.start_ms, self._read_from((row.topic, 0)), self._retained_from(parts), measured_at)
+        states = hour_states(self.start_ms, self._read_from(row.topic), self._retained_from(parts), measured_at)
         # The row holds the hours this capture read; the store adds those read before (`hours.merge`).
         read = np.array([state != NOT_READ for state in states])
         hour_records, hour_bytes = total.hour_records * read, total.hour_bytes * read
-        records = round(float(hour_records.sum()))
-        total_bytes = round(float(hour_bytes.sum()))
+        read_records, read_bytes = float(hour_records.sum()), float(hour_bytes.sum())
+        records, total_bytes = round(read_records), round(read_bytes)
         window_seconds = (DAY_MS if measured_at >= self.end_ms else max(measured_at - self.start_ms, 1)) / 1000
         hour, peak, peak_low, peak_high = total.peak(read)
         bytes_low, bytes_high = total.bytes_interval()
@@ -382,7 +382,6 @@ class DayMeasurer:
         row.sampled_records = sum(part.read for part in parts)
         row.retained_records = sum(max(part.stable - part.log_start, 0) for part in parts)
         row.late_records = late
-        read_records, read_bytes = float(hour_records.sum()), float(hour_bytes.sum())
         row.mean_record_bytes = read_bytes / read_records if read_records else 0.0
         row.avg_ingress_bytes_per_sec = read_bytes / window_seconds
         row.peak_ingress_bytes_per_sec = peak

@@ -21,7 +21,7 @@ numpy dtypes, or pandas' nullable ones when the column holds a NULL (as DuckDB r
 import contextlib
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -147,10 +147,10 @@ class MeasurementStoreResource(dg.ConfigurableResource):
         if not rows:
             return []
         with self._transaction() as session:
+            key_columns = {k: MEASUREMENT_COLUMNS[k] for k in MEASUREMENT_KEY}
+            keys = incoming_frame({k: [row[k] for row in rows] for k in MEASUREMENT_KEY}, key_columns)
+            session.lock_keys("measurements", keys.drop_duplicates())  # before the read that merges
             if not force:
-                key_columns = {k: MEASUREMENT_COLUMNS[k] for k in MEASUREMENT_KEY}
-                keys = incoming_frame({k: [row[k] for row in rows] for k in MEASUREMENT_KEY}, key_columns)
-                session.lock_keys("measurements", keys.drop_duplicates())
                 rows = _merged_with_stored(session, rows)
             if rows:
                 frame = incoming_frame(
@@ -160,23 +160,27 @@ class MeasurementStoreResource(dg.ConfigurableResource):
                 session.insert("measurements", frame)
         return rows
 
+    def pending_reads(
+        self, day: date, topics: Mapping[str, Iterable[str]], force: bool = False
+    ) -> dict[str, dict[str, int]]:
+        """Per cluster of `topics` ({cluster: topic names}), the topics of `day` still to capture,
+        each with where its read starts (`hours.pending_reads`): one read of the day's rows."""
+        stored: dict[str, list[dict]] = {}
+        for row in self.read_measurements(day.isoformat(), day.isoformat()).to_dict("records"):
+            stored.setdefault(row["cluster_id"], []).append(row)
+        return {
+            cluster_id: hours.pending_reads(stored.get(cluster_id, []), day, names, force)
+            for cluster_id, names in topics.items()
+        }
+
     def days_to_capture(self, end_day: date, days_back: int, force: bool = False) -> list[date]:
         """Days among the `days_back` ending on `end_day` with an inventoried topic-day still to
-        capture: not yet measured, open, in error, or with hours left to read
-        (`hours.pending_reads`); every day with `force`."""
+        capture: not yet measured, open, in error, or with hours left to read; every day with
+        `force`."""
         inventory = self.read_inventory()
+        topics = {cluster_id: list(names) for cluster_id, names in inventory.groupby("cluster_id")["topic"]}
         days = window_days(end_day, days_back)
-        if not days:
-            return []
-        stored = self.read_measurements(days[0].isoformat(), days[-1].isoformat()).to_dict("records")
-        todo = []
-        for day in days:
-            for cluster_id, topics in inventory.groupby("cluster_id")["topic"]:
-                rows = [row for row in stored if row["date"] == day.isoformat() and row["cluster_id"] == cluster_id]
-                if hours.pending_reads(rows, day, list(topics), force):
-                    todo.append(day)
-                    break
-        return todo
+        return [day for day in days if any(self.pending_reads(day, topics, force).values())]
 
     def read_measurements(self, first_day: str, last_day: str) -> pd.DataFrame:
         """The rows of the days from `first_day` to `last_day` (ISO dates, both included)."""

@@ -31,7 +31,7 @@ class Session:
         raise NotImplementedError
 
     def delete_keys(self, table: str, keys: pd.DataFrame) -> None:
-        """Deletes the rows whose key columns equal one of `keys`' rows."""
+        """Deletes the rows whose key columns equal one of `keys`' rows (locked by `lock_keys` first)."""
         raise NotImplementedError
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
@@ -92,8 +92,7 @@ class PostgresSession(Session):
     def lock_keys(self, table: str, keys: pd.DataFrame) -> None:
         # Writers of the same key queue up here, so a DELETE never misses a row that another
         # transaction inserted after it began (which would make our INSERT hit the primary key).
-        # Sorted, so two writers of overlapping keys cannot deadlock; taking them again in the
-        # same transaction is a no-op.
+        # Sorted, so two writers of overlapping keys cannot deadlock.
         records = keys.astype(object).to_dict("records")
         lock_ids = sorted({lock_id(table, tuple(str(v) for v in record.values())) for record in records})
         self.connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), [{"id": i} for i in lock_ids])
@@ -101,7 +100,6 @@ class PostgresSession(Session):
     def delete_keys(self, table: str, keys: pd.DataFrame) -> None:
         columns, _ = TABLES[table]
         records = keys.astype(object).to_dict("records")
-        self.lock_keys(table, keys)
         match = " AND ".join(f'"{k}" = CAST(:{k} AS {self.types.get(columns[k], columns[k])})' for k in keys.columns)
         self.connection.execute(sa.text(f"DELETE FROM {table} WHERE {match}"), records)
 
