@@ -4,7 +4,8 @@ Debian's /usr/bin/chromium, driven headless by Playwright (never `playwright ins
 `dagster dev` on the instance the one command filled. Screenshots go to the test's temporary
 folder, so a test run leaves the tree clean; `REFRESH_SCREENSHOTS=1 scripts/test -k test_ui`
 writes them over the README's images in docs/screenshots/. Skipped only when chromium is missing
-outside CI; under CI it fails instead.
+outside CI; under CI it fails instead, unless .ci/run found Debian's mirror unreachable
+(BROWSER_UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def require_chromium() -> None:
     if CHROMIUM.exists():
         return
     message = f"{CHROMIUM} is missing: apt-get install chromium"
+    if os.environ.get("BROWSER_UNAVAILABLE"):
+        pytest.skip(f"{message}: {os.environ['BROWSER_UNAVAILABLE']}")
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI must run the browser test, not skip it)")
     pytest.skip(message)
