@@ -36,8 +36,11 @@ class DayTruth:
     records: int = 0
     bytes: int = 0
     hour_bytes: dict[int, int] = field(default_factory=dict)
-    five_minute_bytes: dict[int, int] = field(default_factory=dict)  # the Metrics API's finest buckets
     partition_bytes: dict[int, int] = field(default_factory=dict)
+    # What the Metrics API's received_bytes counts (the records' v2 wire size), at its finest buckets.
+    wire_bytes: int = 0
+    five_minute_wire_bytes: dict[int, int] = field(default_factory=dict)
+    partition_wire_bytes: dict[int, int] = field(default_factory=dict)
 
     def add(self, records: list[Record], day: date) -> None:
         for record in records:
@@ -46,8 +49,11 @@ class DayTruth:
             self.records += 1
             self.bytes += record.size
             self.hour_bytes[hour] = self.hour_bytes.get(hour, 0) + record.size
-            self.five_minute_bytes[bucket] = self.five_minute_bytes.get(bucket, 0) + record.size
             self.partition_bytes[record.partition] = self.partition_bytes.get(record.partition, 0) + record.size
+            wire = record.wire_size
+            self.wire_bytes += wire
+            self.five_minute_wire_bytes[bucket] = self.five_minute_wire_bytes.get(bucket, 0) + wire
+            self.partition_wire_bytes[record.partition] = self.partition_wire_bytes.get(record.partition, 0) + wire
 
     @property
     def peak_bytes_per_sec(self) -> float:

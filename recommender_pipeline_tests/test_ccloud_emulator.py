@@ -223,7 +223,7 @@ def truth(
             minute = record.timestamp_ms // MINUTE_MS * MINUTE_MS
             if start <= minute < end:
                 bucket = start if step is None else minute - minute % (step * 1000)
-                per_partition[(topic, record.partition, bucket)][0] += record.size
+                per_partition[(topic, record.partition, bucket)][0] += record.wire_size
                 per_partition[(topic, record.partition, bucket)][1] += 1
     values: dict[tuple[str, int, int], float] = {}
     if metric.startswith("hot_partition"):
@@ -469,7 +469,7 @@ def test_metrics_count_aborted_transactions_and_hide_points_older_than_seven_day
         return query(emulator, body).json()["data"]
 
     clicks = world.topic("a.clicks")
-    recent = sum(r.size for r in world.records[clicks])
+    recent = sum(r.wire_size for r in world.records[clicks])
     # The 8-day-old record of clicks is in the log but outside the 7 days of retention.
     assert sum(p["value"] for p in daily(["now-10d/now"]) if p["metric.topic"] == clicks) == recent
     assert daily(["now-10d/now-7d"]) == []

@@ -16,7 +16,7 @@ from recommender_pipeline.resources import build_resources
 from recommender_pipeline.resources.confluent_cloud import ConfluentCloudResource
 from recommender_pipeline_testing.ccloud_emulator import ConfluentCloudEmulator
 from recommender_pipeline_testing.known_truth import records_in_hour
-from recommender_pipeline_testing.workloads import create_topic, produce, send_records
+from recommender_pipeline_testing.workloads import Record, create_topic, produce, send_records
 
 CLOUD_KEY, CLOUD_SECRET = "CLOUDKEY12345678", "cloud-secret-" + "s" * 51
 PRINCIPAL = "sa-recommender"
@@ -89,22 +89,25 @@ def test_metrics_api_method_agrees_with_record_sampling(dataset, emulator, confi
         metrics_row, sampled_row = by_metrics.loc[key], sampled.loc[key]
         assert metrics_row["method"] == "metrics_api" and sampled_row["method"] == "sampling_records"
         assert metrics_row["records"] == sampled_row["records"] == truth.records  # counts are exact
-        assert metrics_row["bytes"] == pytest.approx(sampled_row["bytes"], rel=0.01)
+        # received_bytes is the records' size on the wire (v2 record format), not key + value +
+        # headers: exact against the produced records, and above what record sampling counts.
+        assert metrics_row["bytes"] == truth.wire_bytes
+        assert sampled_row["bytes"] == truth.bytes < truth.wire_bytes
+        assert metrics_row["mean_record_bytes"] == pytest.approx(truth.wire_bytes / truth.records, rel=1e-9)
         # The busiest 5-minute bucket of what was produced, over its 300 s.
-        peak = max(truth.five_minute_bytes.values()) / 300
+        peak = max(truth.five_minute_wire_bytes.values()) / 300
         assert metrics_row["peak_ingress_bytes_per_sec"] == pytest.approx(peak, rel=1e-3)
-        assert metrics_row["peak_ingress_bytes_per_sec"] >= sampled_row["peak_ingress_bytes_per_sec"]
-        partitions = max(truth.partition_bytes) + 1
+        partitions = max(truth.partition_wire_bytes) + 1
         assert json.loads(metrics_row["partition_bytes"])[:partitions] == [
-            truth.partition_bytes.get(p, 0) for p in range(partitions)
+            truth.partition_wire_bytes.get(p, 0) for p in range(partitions)
         ]
-        mean = truth.bytes / len(json.loads(metrics_row["partition_bytes"]))
-        assert metrics_row["skew"] == pytest.approx(max(truth.partition_bytes.values()) / mean, rel=1e-9)
+        mean = truth.wire_bytes / len(json.loads(metrics_row["partition_bytes"]))
+        assert metrics_row["skew"] == pytest.approx(max(truth.partition_wire_bytes.values()) / mean, rel=1e-9)
         assert metrics_row["bucket_seconds"] == 300
     hot = by_metrics.loc[(d2.isoformat(), dataset.topic("multi"))]
     assert bool(hot["hot_partition_ingress"]) is True  # 900 records on partition 0 at 15:00
     assert bool(hot["hot_partition_egress"]) is True
-    assert hot["egress_bytes"] == round(dataset.day("multi", d2).bytes * EGRESS_RATIO)
+    assert hot["egress_bytes"] == round(dataset.day("multi", d2).wire_bytes * EGRESS_RATIO)
     balanced = by_metrics.loc[(d1.isoformat(), dataset.topic("multi"))]  # 600 records dealt over 3 partitions
     assert bool(balanced["hot_partition_ingress"]) is False and bool(balanced["hot_partition_egress"]) is False
 
@@ -379,7 +382,8 @@ def test_metrics_method_with_every_credential_from_aws_secrets_manager(
     d2 = dataset.days[0]
     assert pipeline.measure(d2).success
     row = pipeline.measurement(d2, dataset.topic("multi"))
-    assert (row["method"], row["records"], row["bytes"]) == ("metrics_api", 1200, 86_400)
+    truth = dataset.day("multi", d2)
+    assert (row["method"], row["records"], row["bytes"]) == ("metrics_api", 1200, truth.wire_bytes)
     assert {r["auth_key"] for r in emulator.requests} == {CLOUD_KEY}
 
 
@@ -452,7 +456,8 @@ def test_more_than_1000_topic_partitions_page_the_partition_query_once_more(
                 [TopicSpec("lkc-paged", name, 3, None, False) for name in names]
             )
             assert cloud.request_count() == 7
-            assert [json.loads(row.partition_bytes) for row in rows] == [[2, 2, 2]] * 350
+            wire = Record(0, b"xy").wire_size  # 9 bytes: 2 of value, 7 of record framing
+            assert [json.loads(row.partition_bytes) for row in rows] == [[wire] * 3] * 350
             assert sum(row.records for row in rows) == 1_050
     finally:
         admin.delete_topics(names, operation_timeout=120)

@@ -42,7 +42,8 @@ class TopicSpec:
 
 @dataclass
 class Measurement:
-    """One (day, cluster, topic) row. Byte counts are keys + values + header keys and values."""
+    """One (day, cluster, topic) row. Byte counts are keys + values + header keys and values when
+    records are read, and Confluent's `received_bytes` (records as sent on the wire) from the Metrics API."""
 
     date: str
     cluster_id: str
