@@ -8,15 +8,18 @@ Exit code 0 when every run succeeded, 1 when a run failed (the reports are still
 the failure is limited to some topics or clusters) or the store cannot be used, 2 for a
 configuration error (also a `--day` in the future or before Dagster's rolling history), and 130
 when interrupted (Ctrl-C): the command stops after the current run, which Dagster marks failed,
-and writes no report from a window it did not finish.
+and writes no report from a window it did not finish. SIGTERM (a scheduler, `kill`, `timeout`)
+is handled as Ctrl-C, so the API keys a run created are deleted before the command exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -217,6 +220,12 @@ def ensure_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM kills Python without unwinding, which would leave provisioned API keys behind;
+    re-sent as SIGINT it stops the command the way Ctrl-C does, through every `finally`."""
+    signal.raise_signal(signal.SIGINT)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recommender-pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--day", type=date.fromisoformat, default=None, help="window end day (UTC), default today")
@@ -234,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         help="re-measure every topic-day of the window, replacing what is stored (default: only what is missing)",
     )
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():  # only there can Python take a signal
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         settings = load_settings()
     except ConfigurationError as error:

@@ -2,6 +2,10 @@
 retries and paging, provisioned API keys and their cleanup, and that no secret leaks."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from recommender_pipeline.resources import build_resources
 from recommender_pipeline.resources.confluent_cloud import ConfluentCloudResource
 from recommender_pipeline_testing.ccloud_emulator import ConfluentCloudEmulator
 from recommender_pipeline_testing.known_truth import records_in_hour
+from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES, command_env
 from recommender_pipeline_testing.workloads import Record, create_topic, produce, send_records
 
 CLOUD_KEY, CLOUD_SECRET = "CLOUDKEY12345678", "cloud-secret-" + "s" * 51
@@ -461,3 +466,56 @@ def test_more_than_1000_topic_partitions_page_the_partition_query_once_more(
             assert sum(row.records for row in rows) == 1_050
     finally:
         admin.delete_topics(names, operation_timeout=120)
+
+
+def _wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_keys_are_deleted_when_the_command_is_terminated_or_the_interpreter_exits_inside_the_block(
+    provisioning, kafka_bootstrap, tmp_path
+):
+    """SIGTERM while the command waits for its keys to work: every created key is deleted, exit
+    130. Then a process that exits with the provisioning block still open: atexit deletes them."""
+    server, _, _ = provisioning
+    server.key_propagation_seconds = 60  # the keys never work in time: the command is still waiting
+    configured = {name: os.environ[name] for name in CONFIG_VARIABLES if name in os.environ}
+    env = command_env(kafka_bootstrap, tmp_path, **configured, API_KEY_READY_TIMEOUT_SECONDS="120")
+    command = subprocess.Popen(
+        [sys.executable, "-m", "recommender_pipeline.cli", "--in-process"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: len(server.api_keys) == 1, 60, "the first key")
+        command.send_signal(signal.SIGTERM)
+        output, _ = command.communicate(timeout=60)
+    finally:
+        command.kill()
+    assert command.returncode == 130, output[-3000:]
+    assert len(server.deleted_keys) == 1 and not server.api_keys and not server.scram_users
+
+    server.key_propagation_seconds = 0
+    script = (
+        "import sys\n"
+        "from recommender_pipeline.kafka_credentials import provisioned_credentials\n"
+        "from recommender_pipeline.resources import build_resources\n"
+        "from recommender_pipeline.settings import load_settings\n"
+        "resources = build_resources('no.env')\n"
+        "block = provisioned_credentials(load_settings(), resources['cloud'], log=lambda line: None)\n"
+        "provisioning = block.__enter__()  # never left: the interpreter exits inside the block\n"
+        "print('created', len(provisioning.created_keys), flush=True)\n"
+        "sys.exit(3)\n"
+    )
+    deleted_before = len(server.deleted_keys)
+    finished = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 3 and "created 3" in finished.stdout, finished.stdout + finished.stderr
+    assert len(server.deleted_keys) - deleted_before == 3 and not server.api_keys
