@@ -483,7 +483,7 @@ def test_keys_are_deleted_when_the_command_is_terminated_or_the_interpreter_exit
     server, _, _ = provisioning
     server.key_propagation_seconds = 60  # the keys never work in time: the command is still waiting
     configured = {name: os.environ[name] for name in CONFIG_VARIABLES if name in os.environ}
-    env = command_env(kafka_bootstrap, tmp_path, **configured, API_KEY_READY_TIMEOUT_SECONDS="120")
+    env = command_env(kafka_bootstrap, tmp_path, **{**configured, "API_KEY_READY_TIMEOUT_SECONDS": "120"})
     command = subprocess.Popen(
         [sys.executable, "-m", "recommender_pipeline.cli", "--in-process"],
         env=env,
