@@ -280,7 +280,7 @@ def test_ctrl_c_stops_the_command_at_once_with_130_and_no_report(prefix, kafka_b
 
 
 def test_a_cluster_that_cannot_be_reached_keeps_its_topics_as_errors_and_never_vanishes(
-    configure, pipeline, prefix, kafka_bootstrap, monkeypatch
+    configure, pipeline, prefix, kafka_bootstrap, monkeypatch, tmp_path
 ):
     from recommender_pipeline import topic_listing
     from recommender_pipeline.measuring import records
@@ -317,6 +317,22 @@ def test_a_cluster_that_cannot_be_reached_keeps_its_topics_as_errors_and_never_v
     assert recommendations.success
     table = recommendations.asset_value("topic_recommendations").set_index("cluster_id")
     assert table.loc["down", "status"] == "error" and table.loc["up", "status"] == "active"
+
+    # The one command on the same two clusters: exit 1, and each cluster's report is written.
+    from recommender_pipeline import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "command_home"))
+    monkeypatch.chdir(tmp_path)
+    def details() -> set[Path]:
+        return set((tmp_path / "reports").glob("*-detail-report.csv"))
+
+    before = details()
+    assert cli.main(["--in-process"]) == 1
+    written = {path.name.split("-")[0]: path for path in details() - before}
+    assert set(written) == {"up", "down"}
+    up, down = (pd.read_csv(written[name]).iloc[0] for name in ("up", "down"))
+    assert (up["status"], up["records_in_window"]) == ("active", 10)
+    assert (down["status"], down["records_in_window"]) == ("error", 0)
 
 
 def test_the_blocking_check_stops_the_reports_when_a_recommendation_is_wrong(
