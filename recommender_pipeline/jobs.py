@@ -3,6 +3,8 @@ the run tags that shape their runs."""
 
 import dagster as dg
 
+from recommender_pipeline.executors import is_multiprocess, measurement_executor
+
 inventory_job = dg.define_asset_job(
     "inventory_job",
     selection=dg.AssetSelection.assets("credentials", "cluster_inventory"),
@@ -13,7 +15,11 @@ inventory_job = dg.define_asset_job(
 
 def measurement_run_config(max_concurrent: int = 0) -> dict:
     """Multiprocess execution; forkserver with the code location preloaded halves each step's
-    start-up cost. `max_concurrent=0` means one process per core."""
+    start-up cost. `max_concurrent=0` means one process per core. Under a distributed executor
+    (`RECOMMENDER_EXECUTOR`) there is nothing to say: its YAML configures it, its workers set the
+    concurrency."""
+    if not is_multiprocess():
+        return {}
     return {
         "execution": {
             "config": {
@@ -44,8 +50,8 @@ FORCE_TAG, FORCE_VALUE = "remeasure", "force"
 measurement_job = dg.define_asset_job(
     "measurement_job",
     selection=dg.AssetSelection.assets("topic_measurements"),
-    executor_def=dg.multi_or_in_process_executor,
-    config=measurement_run_config(),
+    executor_def=measurement_executor(),
+    config=measurement_run_config() or None,
     description="Measures one day of every topic (a partition range over the topics), in chunks.",
 )
 
