@@ -61,6 +61,7 @@ class Outcome:
     runs: int = 0
     failed_runs: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # the ready-made partition changes of the last day
     provisioning: Provisioning | None = None
     inventory_failed: bool = False  # for some cluster at least: what it lists was not refreshed
 
@@ -157,6 +158,14 @@ def _run(
                 outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id})")
                 if _interrupted(instance, result.run_id):
                     raise KeyboardInterrupt
+            changes = [
+                path
+                for event in result.get_asset_materialization_events()
+                if event.asset_key == dg.AssetKey("partition_changes")
+                for path in event.materialization.metadata["paths"].value
+            ]
+            if changes:
+                outcome.changes = changes
             return [
                 path
                 for event in result.get_asset_materialization_events()
@@ -284,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report: {path}")
         if path.endswith("-detail-report.csv"):
             print(_terminal_table(path))
+    for path in outcome.changes:
+        print(f"changes: {path}")
     if outcome.provisioning is not None:
         created, deleted = outcome.provisioning.created_keys, outcome.provisioning.deleted_keys
         print(f"API keys: {len(created)} created, {len(deleted)} deleted")

@@ -4,14 +4,24 @@ import os
 
 import dagster as dg
 
-from recommender_pipeline.assets import credentials, inventory, measurements, recommendations, reports
+from recommender_pipeline.assets import (
+    changes,
+    credentials,
+    inventory,
+    measurements,
+    published,
+    recommendations,
+    reports,
+)
 from recommender_pipeline.checks import ALL_CHECKS
 from recommender_pipeline.jobs import inventory_job, measurement_job, recommendation_job
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.sensors import ALL_SCHEDULES, ALL_SENSORS
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports]),
+    assets=dg.load_assets_from_modules(
+        [credentials, inventory, measurements, recommendations, reports, changes, published]
+    ),
     asset_checks=ALL_CHECKS,
     jobs=[inventory_job, measurement_job, recommendation_job],
     schedules=ALL_SCHEDULES,

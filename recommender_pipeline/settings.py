@@ -58,6 +58,11 @@ EXPECTED_FORMS: dict[str, str] = {
     "API_KEY_READY_TIMEOUT_SECONDS": "a number of seconds greater than 0, e.g. 300",
     "MEASUREMENT_STORE_URL": "empty for the DuckDB file at MEASUREMENT_STORE_PATH, "
     "or postgresql://user:password@host:port/database",
+    # Results to a Kafka topic
+    "KAFKA_WRITER_TOPIC_NAME": "a Kafka topic name: 1-249 letters, digits, . _ -, not . or ..",
+    "KAFKA_WRITER_TOPIC_PARTITION_COUNT": "a whole number, 1 or more",
+    "KAFKA_WRITER_TOPIC_REPLICATION_FACTOR": "a whole number, 1 or more (at most the cluster's broker count)",
+    "KAFKA_WRITER_TOPIC_DATA_RETENTION_IN_DAYS": "a whole number of days, 0 (keep for ever) or more",
 }
 BOOLEAN_FORM = "true or false (any case), also 1/0 or yes/no"
 LIST_FORM = "a comma-separated list, e.g. a,b"
@@ -149,6 +154,22 @@ class Settings(BaseSettings):
     measurement_store_path: Path = Field(Path(".local/measurements.duckdb"), alias="MEASUREMENT_STORE_PATH")
     # Empty: the DuckDB file above. A PostgreSQL URL carries a password: never shown (repr, errors).
     measurement_store_url: str | None = Field(None, alias="MEASUREMENT_STORE_URL", repr=False)
+
+    # Results to a Kafka topic: one JSON record per analysed topic and day, on each analysed
+    # cluster (`kafka_writer.py`). The topic is created when missing; 0 days keeps it for ever.
+    use_kafka_writer: bool = Field(False, alias="USE_KAFKA_WRITER")
+    kafka_writer_topic_name: str = Field("_kafka_partition_recommendations", alias="KAFKA_WRITER_TOPIC_NAME")
+    kafka_writer_topic_partition_count: int = Field(6, ge=1, alias="KAFKA_WRITER_TOPIC_PARTITION_COUNT")
+    kafka_writer_topic_replication_factor: int = Field(3, ge=1, alias="KAFKA_WRITER_TOPIC_REPLICATION_FACTOR")
+    kafka_writer_topic_data_retention_in_days: int = Field(0, ge=0, alias="KAFKA_WRITER_TOPIC_DATA_RETENTION_IN_DAYS")
+
+    @field_validator("kafka_writer_topic_name", mode="after")
+    @classmethod
+    def _kafka_topic_name(cls, value: str) -> str:
+        # Kafka's own rule, checked here so a bad name fails before any run instead of at the end.
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) or value in {".", ".."}:
+            raise ValueError("is not a legal Kafka topic name")
+        return value
 
     @field_validator("environment_filter", "kafka_cluster_filter", "topic_filter", mode="before")
     @classmethod

@@ -42,6 +42,9 @@ def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings)
         if (internal and not settings.include_internal_topics) or not matches_topic_filter(name, settings.topic_filter):
             excluded += 1
             continue
+        if settings.use_kafka_writer and name == settings.kafka_writer_topic_name:  # our own output, not traffic
+            excluded += 1
+            continue
         try:
             entries = configs[resource].result()
         except KafkaException:

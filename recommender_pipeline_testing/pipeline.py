@@ -12,7 +12,15 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from recommender_pipeline.assets import credentials, inventory, measurements, recommendations, reports
+from recommender_pipeline.assets import (
+    changes,
+    credentials,
+    inventory,
+    measurements,
+    published,
+    recommendations,
+    reports,
+)
 from recommender_pipeline.checks import ALL_CHECKS
 from recommender_pipeline.jobs import FORCE_TAG, FORCE_VALUE, day_range_tags
 from recommender_pipeline.partitions import topic_key, topics_partitions
@@ -22,7 +30,7 @@ from recommender_pipeline.settings import Settings
 REPO = Path(__file__).resolve().parents[1]  # the repository, for its scripts and deploy files
 CLUSTER_ID = "local"
 ALL_ASSETS = [
-    *dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports]),
+    *dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports, changes, published]),
     *ALL_CHECKS,
 ]
 # Variables a developer's shell might carry; tests set what they need and nothing else.

@@ -177,7 +177,8 @@ def test_the_terraform_snippet_parses_and_is_formatted_as_terraform_fmt_would(tm
     path = tmp_path / "changes.tf"
     path.write_text(terraform_snippet(PLAIN, DAY, table()))
     env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull}
-    checked = subprocess.run(["terraform", "fmt", "-check", "-diff", str(path)], capture_output=True, text=True, env=env)
+    command = ["terraform", "fmt", "-check", "-diff", str(path)]
+    checked = subprocess.run(command, capture_output=True, text=True, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

@@ -5,7 +5,7 @@ import re
 import uuid
 
 import dagster as dg
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from pydantic import PrivateAttr
 
@@ -92,6 +92,22 @@ class KafkaResource(dg.ConfigurableResource):
                 # the switch from one topic's assignment to the next quick.
                 "fetch.wait.max.ms": 50,
                 "queued.max.messages.kbytes": 262_144,
+                **(overrides or {}),
+            }
+        )
+
+    def producer(self, cluster_id: str, overrides: dict | None = None) -> Producer:
+        """An idempotent producer (acks=all, no duplicates on retry) for the results topic; a
+        delivery that cannot be made within two minutes fails instead of blocking the run."""
+        return Producer(
+            {
+                **self.connection(cluster_id).properties,
+                **COMMON,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                "delivery.timeout.ms": 120_000,
                 **(overrides or {}),
             }
         )
