@@ -9,6 +9,7 @@ from recommender_pipeline.assets import (
     credentials,
     inventory,
     measurements,
+    profiles,
     published,
     recommendations,
     reports,
@@ -20,7 +21,7 @@ from recommender_pipeline.sensors import ALL_SCHEDULES, ALL_SENSORS
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(
-        [credentials, inventory, measurements, recommendations, reports, changes, published]
+        [credentials, inventory, measurements, profiles, recommendations, reports, changes, published]
     ),
     asset_checks=ALL_CHECKS,
     jobs=[inventory_job, measurement_job, recommendation_job],

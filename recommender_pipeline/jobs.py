@@ -58,7 +58,7 @@ measurement_job = dg.define_asset_job(
 recommendation_job = dg.define_asset_job(
     "recommendation_job",
     selection=dg.AssetSelection.assets(
-        "topic_recommendations", "reports", "partition_changes", "published_recommendations"
+        "topic_profiles", "topic_recommendations", "reports", "partition_changes", "published_recommendations"
     ),
     executor_def=dg.in_process_executor,
     description="Recommends partition counts for a day's rolling window and writes the reports, the ready-made "

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from recommender_pipeline.connections import ClusterConnection, connection_from_entry
 from recommender_pipeline.errors import ConfigurationError
+from recommender_pipeline.keys import Partitioner
 
 MIB = 1024 * 1024
 
@@ -28,6 +29,15 @@ CLUSTER_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 class RecommendationModel(StrEnum):
     CAPACITY = "capacity"
     SEED = "seed"
+
+
+class PartitionRounding(StrEnum):
+    """What a needed partition count is rounded up to: itself, a count every consumer group's
+    size divides, or a multiple of the broker count (leaders spread evenly)."""
+
+    NONE = "none"
+    CONSUMERS = "consumers"
+    BROKERS = "brokers"
 
 
 # What each variable expects, quoted in error messages and the README's table.
@@ -54,6 +64,12 @@ EXPECTED_FORMS: dict[str, str] = {
     "RECOMMENDATION_MODEL": "one of: capacity, seed",
     "OVER_PROVISIONED_RATIO": "a number greater than 1, e.g. 2",
     "HOT_PARTITION_SKEW": "a number greater than 1, e.g. 2",
+    "PRODUCER_THROUGHPUT_PER_PARTITION": "a number of bytes per second greater than 0, e.g. 10485760",
+    "EGRESS_THROUGHPUT_PER_PARTITION": "a number of bytes per second greater than 0, e.g. 31457280",
+    "PARTITION_ROUNDING": "one of: none, consumers, brokers",
+    "PARTITIONER": "one of: murmur2, consistent_random, crc32",
+    "PARTITION_BUDGET_PER_BROKER": "a whole number of partition replicas per broker, 1 or more, e.g. 4000",
+    "KEY_SAMPLE_RECORDS": "a whole number of records, 0 (no key sample) or more, e.g. 10000",
     "PROVISIONED_KAFKA_PROPERTIES": 'a JSON object of librdkafka properties, e.g. {"sasl.mechanism": "SCRAM-SHA-256"}',
     "API_KEY_READY_TIMEOUT_SECONDS": "a number of seconds greater than 0, e.g. 300",
     "MEASUREMENT_STORE_URL": "empty for the DuckDB file at MEASUREMENT_STORE_PATH, "
@@ -136,6 +152,14 @@ class Settings(BaseSettings):
     consumer_throughput_per_partition: float = Field(10 * MIB, gt=0, alias="CONSUMER_THROUGHPUT_PER_PARTITION")
     over_provisioned_ratio: float = Field(2.0, gt=1, alias="OVER_PROVISIONED_RATIO")
     hot_partition_skew: float = Field(2.0, gt=1, alias="HOT_PARTITION_SKEW")
+    # Rao's max(t/p, t/c): what one partition takes from producers, and gives to all its readers.
+    producer_throughput_per_partition: float = Field(10 * MIB, gt=0, alias="PRODUCER_THROUGHPUT_PER_PARTITION")
+    egress_throughput_per_partition: float = Field(30 * MIB, gt=0, alias="EGRESS_THROUGHPUT_PER_PARTITION")
+    partition_rounding: PartitionRounding = Field(PartitionRounding.NONE, alias="PARTITION_ROUNDING")
+    partitioner: Partitioner = Field(Partitioner.MURMUR2, alias="PARTITIONER")
+    # Self-managed clusters' partition cap: replicas a broker is expected to host.
+    partition_budget_per_broker: int = Field(4000, ge=1, alias="PARTITION_BUDGET_PER_BROKER")
+    key_sample_records: int = Field(10_000, ge=0, alias="KEY_SAMPLE_RECORDS")
 
     # Measuring.
     use_sample_records: bool = Field(True, alias="USE_SAMPLE_RECORDS")

@@ -24,14 +24,21 @@ def matches_topic_filter(topic: str, topic_filter: list[str]) -> bool:
 
 
 def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings) -> tuple[list[dict], int]:
-    """The cluster's topics that pass the filters, and how many were filtered out."""
-    names = sorted(admin.list_topics(timeout=TIMEOUT_SECONDS).topics, key=str.lower)
+    """The cluster's topics that pass the filters, and how many were filtered out. Each row also
+    carries the cluster's broker count and its partitions and replicas over every topic, filtered
+    out or not, for the partition cap."""
+    metadata = admin.list_topics(timeout=TIMEOUT_SECONDS)
+    names = sorted(metadata.topics, key=str.lower)
     if not names:
         return [], 0
     descriptions = admin.describe_topics(TopicCollection(names), request_timeout=TIMEOUT_SECONDS)
     resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
     configs = admin.describe_configs(resources, request_timeout=TIMEOUT_SECONDS)
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    cluster = {"cluster_brokers": len(metadata.brokers), "cluster_partitions": 0, "cluster_replicas": 0}
+    for topic in metadata.topics.values():
+        cluster["cluster_partitions"] += len(topic.partitions)
+        cluster["cluster_replicas"] += sum(len(p.replicas) for p in topic.partitions.values())
     rows, excluded = [], 0
     for name, resource in zip(names, resources, strict=True):
         try:
@@ -62,6 +69,8 @@ def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings)
                 "is_internal": internal,
                 "is_compacted": "compact" in policy.lower(),
                 "inventoried_at": now,
+                **cluster,
+                "cluster_type": "",
             }
         )
     return rows, excluded

@@ -12,13 +12,18 @@ from datetime import date
 
 import pandas as pd
 
+from recommender_pipeline.cluster_limits import capacities_for
+from recommender_pipeline.keys import remapped_share
 from recommender_pipeline.measuring.days import window_days, window_length_days
 from recommender_pipeline.measuring.hours import describe_missing
 from recommender_pipeline.measuring.metrics_api import METHOD as METRICS_METHOD
-from recommender_pipeline.model import recommend
+from recommender_pipeline.model import INCREASE, Demand, recommend
+from recommender_pipeline.profile_window import ProfileFacts, profile_facts
 from recommender_pipeline.settings import Settings
 
 MEASURED = {"measured", "empty"}
+# The capacity model's terms, each a column `<name>_term` (see `model.capacity_terms`).
+TERM_COLUMNS = ("producer_throughput", "consumer_throughput", "fan_out", "consumer_group")
 
 
 def _sum_partition_bytes(lists: list[str]) -> list[int]:
@@ -51,8 +56,15 @@ def _intervals(measured: list, total_bytes: int, peak: float) -> tuple[float, fl
     return max(total_bytes - half, 0.0), total_bytes + half, max(lows, default=peak), max(highs, default=peak)
 
 
-def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: date, settings: Settings) -> dict:
-    """One topic's window measurements and recommendation; `measurements` holds only its rows."""
+def topic_window(
+    inventory_row: pd.Series,
+    measurements: pd.DataFrame,
+    end_day: date,
+    settings: Settings,
+    profiles: pd.DataFrame | None = None,
+) -> dict:
+    """One topic's window measurements and recommendation; `measurements` and `profiles` hold
+    only its rows."""
     retention = None if pd.isna(inventory_row.retention_ms) else int(inventory_row.retention_ms)
     days = [d.isoformat() for d in window_days(end_day, window_length_days(settings.sampling_days, retention))]
     by_day = {row.date: row for row in measurements.itertuples() if row.date in days}
@@ -140,9 +152,28 @@ def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: 
         "measuring_seconds": sum(float(row.duration_seconds) for row in measured),
         "status": status,
     }
+    facts = profile_facts(profiles, current) if profiles is not None else ProfileFacts()
+    total_partition_bytes = sum(partition_bytes)
+    shares = [b / total_partition_bytes for b in partition_bytes] if total_partition_bytes else []
+    window.update(
+        consumer_groups=facts.consumer_groups,
+        largest_group_members=facts.largest_group_members,
+        idle_members=facts.idle_members,
+        consumer_lag=facts.consumer_lag,
+        lag_trend=facts.lag_trend,
+        lag_bound_group=facts.lag_bound_group,
+        fan_out=(window["egress_bytes_in_window"] or 0) / total_bytes
+        if by_metrics and total_bytes
+        else float(facts.consumer_groups),
+        effective_partitions=1 / sum(x * x for x in shares) if shares else 0.0,
+        busiest_partition_share=max(shares, default=0.0),
+        keyed_share=facts.keyed_share,
+        top_key_share=facts.top_key_share,
+    )
     if status in {"error", "not_measured"}:
         window.update(
             recommended_partitions=0,
+            needed_partitions=0,
             required_bytes_per_sec=0.0,
             consumer_bytes_per_sec=0.0,
             binding="",
@@ -150,18 +181,54 @@ def topic_window(inventory_row: pd.Series, measurements: pd.DataFrame, end_day: 
             reason="; ".join(reasons),
         )
         return window
-    result = recommend(
+    cluster_type = getattr(inventory_row, "cluster_type", "")
+    capacities = capacities_for(cluster_type if isinstance(cluster_type, str) else "", settings)
+    brokers = getattr(inventory_row, "cluster_brokers", 0)
+    demand = Demand(
         peak_ingress_bytes_per_sec=peak,
+        fan_out=window["fan_out"],
+        lag_bound_members=facts.lag_bound_members,
+        group_sizes=facts.group_sizes,
+        brokers=int(brokers) if _known(brokers) else 0,
+    )
+    result = recommend(
+        demand=demand,
         mean_record_bytes=mean_record_bytes,
         seed_record_count=seed_records,
         current_partitions=current,
         settings=settings,
+        capacities=capacities,
     )
     reasons.insert(0, _explain(result.binding, result.recommended_partitions, current, result.action))
+    needed = result.needed_partitions or result.recommended_partitions
+    if result.recommended_partitions != needed:
+        reasons.insert(
+            1, f"{needed} needed, rounded to {result.recommended_partitions} ({settings.partition_rounding})"
+        )
+    # The busiest partition alone needs more than a partition can take: a key too hot to spread.
+    scaled_peak = peak * settings.required_throughput_factor
+    hot_key = len(shares) > 1 and window["busiest_partition_share"] * scaled_peak > capacities.producer
+    if hot_key:
+        reasons.append(
+            f"hot key: adding partitions will not spread it (the busiest partition carries "
+            f"{window['busiest_partition_share']:.0%} of the bytes)"
+        )
+    remapped = None
+    if result.action == INCREASE and (facts.keyed_share or bool(inventory_row.is_compacted)):
+        remapped = remapped_share(facts.key_hashes, current, result.recommended_partitions, settings.partitioner)
+        if remapped is not None:
+            reasons.append(
+                f"remap warning: {remapped:.0%} of keyed records would move to another partition "
+                f"({settings.partitioner}); per-key order breaks across the change"
+            )
     window.update(
         recommended_partitions=result.recommended_partitions,
+        needed_partitions=needed,
         required_bytes_per_sec=result.required_bytes_per_sec,
         consumer_bytes_per_sec=result.consumer_bytes_per_sec,
+        **{f"{name}_term": result.terms.get(name, 0) for name in TERM_COLUMNS},
+        hot_key=_yes_no(hot_key),
+        keys_remapped_share=remapped,
         binding=result.binding,
         action=result.action,
         reason="; ".join(reasons),
@@ -179,7 +246,10 @@ def _known(value: object) -> bool:
 
 def _explain(binding: str, recommended: int, current: int, action: str) -> str:
     why = {
-        "peak_ingress": "peak ingress x factor sets the need",
+        "consumer_throughput": "peak ingress x factor over CONSUMER_THROUGHPUT_PER_PARTITION sets the need",
+        "producer_throughput": "peak ingress x factor over PRODUCER_THROUGHPUT_PER_PARTITION sets the need",
+        "fan_out": "egress (every consumer group's reads) over EGRESS_THROUGHPUT_PER_PARTITION sets the need",
+        "consumer_group": "a lag-bound consumer group's members set the need",
         "min_consumption_throughput": "MIN_CONSUMPTION_THROUGHPUT sets the need",
         "min_recommended_partitions": "MIN_RECOMMENDED_PARTITIONS sets the floor",
         "required_consumption_throughput_factor": "seed model: the factor decides",
@@ -189,13 +259,25 @@ def _explain(binding: str, recommended: int, current: int, action: str) -> str:
 
 
 def build_recommendations(
-    inventory: pd.DataFrame, measurements: pd.DataFrame, end_day: date, settings: Settings
+    inventory: pd.DataFrame,
+    measurements: pd.DataFrame,
+    end_day: date,
+    settings: Settings,
+    profiles: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per inventoried topic for the window that ends on `end_day`."""
     grouped = {key: frame for key, frame in measurements.groupby(["cluster_id", "topic"])}
     empty = measurements.iloc[0:0]
+    by_topic = {} if profiles is None else {key: frame for key, frame in profiles.groupby(["cluster_id", "topic"])}
+    no_profile = None if profiles is None else profiles.iloc[0:0]
     rows = [
-        topic_window(row, grouped.get((row.cluster_id, row.topic), empty), end_day, settings)
-        for _, row in inventory.iterrows()
+        topic_window(
+            row,
+            grouped.get((row.cluster_id, row.topic), empty),
+            end_day,
+            settings,
+            by_topic.get((row.cluster_id, row.topic), no_profile),
+        )
+        for row in inventory.itertuples(index=False)
     ]
     return pd.DataFrame(rows).sort_values(["cluster_id", "topic_name"], ignore_index=True) if rows else pd.DataFrame()

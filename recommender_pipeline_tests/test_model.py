@@ -20,9 +20,14 @@ def settings(**fields) -> Settings:
 
 def test_capacity_worked_example_from_the_original_readme():
     # 1.22 GB/s required (taken as 1,250 MB/s), 25 MB/s per consumer -> ceil(1250 / 25) = 50 partitions.
-    s = settings(required_throughput_factor=1.0, min_consumption_throughput=0.0, consumer_throughput_per_partition=25e6)
+    s = settings(
+        required_throughput_factor=1.0,
+        min_consumption_throughput=0.0,
+        consumer_throughput_per_partition=25e6,
+        producer_throughput_per_partition=50e6,  # producers are not the limit here
+    )
     result = capacity_recommendation(1.25e9, current_partitions=12, settings=s)
-    assert (result.recommended_partitions, result.binding, result.action) == (50, "peak_ingress", "increase")
+    assert (result.recommended_partitions, result.binding, result.action) == (50, "consumer_throughput", "increase")
     assert result.required_bytes_per_sec == 1.25e9
 
 

@@ -108,7 +108,8 @@ def test_peak_ingress_binds_when_consumers_are_slow(dataset, window, tmp_path):
     )
     detail, _ = read_reports(tmp_path / "reports")
     multi = detail.loc[dataset.topic("multi")]
-    assert (multi["recommended_partitions"], multi["binding"], multi["action"]) == (50, "peak_ingress", "increase")
+    expected = (50, "consumer_throughput", "increase")
+    assert (multi["recommended_partitions"], multi["binding"], multi["action"]) == expected
     assert multi["required_throughput"] == pytest.approx(50.0 / MIB)
 
 

@@ -4,8 +4,9 @@ import dagster as dg
 import pandas as pd
 from confluent_kafka import KafkaException
 
+from recommender_pipeline.errors import RecommenderError
 from recommender_pipeline.partitions import topic_key, topics_partitions
-from recommender_pipeline.resources import KafkaResource, SettingsResource
+from recommender_pipeline.resources import ConfluentCloudResource, KafkaResource, SettingsResource
 from recommender_pipeline.resources.store import INVENTORY_COLUMNS
 from recommender_pipeline.topic_listing import UNSUPPORTED_IN_KEYS, list_cluster_topics
 
@@ -16,6 +17,7 @@ def cluster_inventory(
     credentials: pd.DataFrame,
     config: SettingsResource,
     kafka: KafkaResource,
+    cloud: ConfluentCloudResource,
 ) -> pd.DataFrame:
     """Per cluster, every topic with its partitions, replication factor, `cleanup.policy`,
     `retention.ms` and internal flag, after `TOPIC_FILTER` and `INCLUDE_INTERNAL_TOPICS`.
@@ -35,6 +37,10 @@ def cluster_inventory(
         rows += cluster_rows
         excluded += cluster_excluded
         context.log.info(f"cluster {cluster_id}: {len(cluster_rows)} topics kept, {cluster_excluded} filtered out")
+
+    kinds = _cloud_cluster_kinds(context, cloud, settings, {r["cluster_id"] for r in rows})
+    for row in rows:
+        row["cluster_type"] = kinds.get(row["cluster_id"], "")
 
     # Dagster partition keys cannot contain "...", which Kafka allows in topic names.
     unsupported = sorted(topic_key(r["cluster_id"], r["topic"]) for r in rows if UNSUPPORTED_IN_KEYS in r["topic"])
@@ -76,3 +82,18 @@ def cluster_inventory(
             "the other clusters' topics were stored, and theirs kept as last known.",
             metadata={"clusters_failed": dg.MetadataValue.json(failed)},
         )
+
+
+def _cloud_cluster_kinds(
+    context: dg.AssetExecutionContext, cloud: ConfluentCloudResource, settings, cluster_ids: set[str]
+) -> dict[str, str]:
+    """Confluent Cloud cluster types, when a Cloud API key is configured and a cluster is a
+    Confluent Cloud one (`lkc-`); without them the per-broker budget sets the partition cap."""
+    has_cloud_key = settings.confluent_cloud_credential or settings.confluent_cloud_api_secret_path
+    if not has_cloud_key or not any(c.startswith("lkc-") for c in cluster_ids):
+        return {}
+    try:
+        return cloud.cluster_kinds()
+    except RecommenderError as error:
+        context.log.warning(f"cluster types unknown, the per-broker partition budget applies: {error}")
+        return {}

@@ -6,6 +6,7 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
+from recommender_pipeline.cluster_limits import cluster_headroom
 from recommender_pipeline.measuring.days import window_days
 from recommender_pipeline.partitions import daily_partitions
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
@@ -25,7 +26,12 @@ PREVIEW_COLUMNS = [
     "action",
     "peak_ingress_bytes_per_sec",
     "avg_ingress_bytes_per_sec",
+    "needed_partitions",
     "binding",
+    "consumer_groups",
+    "lag_trend",
+    "hot_key",
+    "keys_remapped_share",
     "status",
 ]
 
@@ -34,7 +40,7 @@ PREVIEW_COLUMNS = [
     partitions_def=daily_partitions,
     group_name="recommendations",
     kinds={"pandas"},
-    deps=[dg.AssetDep("topic_measurements", partition_mapping=MEASUREMENTS_OF_THE_DAY)],
+    deps=[dg.AssetDep("topic_measurements", partition_mapping=MEASUREMENTS_OF_THE_DAY), "topic_profiles"],
 )
 def topic_recommendations(
     context: dg.AssetExecutionContext,
@@ -49,10 +55,19 @@ def topic_recommendations(
     end_day = date.fromisoformat(context.partition_key)
     first_day = window_days(end_day, settings.sampling_days)[0]
     measurements = store.read_measurements(first_day.isoformat(), end_day.isoformat())
-    recommendations = build_recommendations(cluster_inventory, measurements, end_day, settings)
+    profiles = store.read_profiles(first_day.isoformat(), end_day.isoformat())
+    recommendations = build_recommendations(cluster_inventory, measurements, end_day, settings, profiles)
     if recommendations.empty:
         context.add_output_metadata({"topics": 0})
         return recommendations
+    limits = {}
+    for cluster_id in sorted(recommendations["cluster_id"].unique()):
+        room = cluster_headroom(cluster_id, cluster_inventory, recommendations, settings)
+        if room is None:
+            continue
+        limits[cluster_id] = {"cap": room.cap, "counted": room.counted, "now": room.now, "after": room.after}
+        (context.log.warning if room.exceeded else context.log.info)(room.describe())
+    recommendations.attrs["cluster_limits"] = limits
     counts = recommendations["action"].value_counts().to_dict()
     context.add_output_metadata(
         {
@@ -63,6 +78,11 @@ def topic_recommendations(
             "current_partitions": int(recommendations["number_of_partitions"].sum()),
             "recommended_partitions": int(recommendations["recommended_partitions"].sum()),
             "max_peak_ingress_bytes_per_sec": float(recommendations["peak_ingress_bytes_per_sec"].max()),
+            "bindings": dg.MetadataValue.json(recommendations["binding"].value_counts().to_dict()),
+            "topics_hot_key": int((recommendations.get("hot_key") == "yes").sum()),
+            "topics_lag_growing": int((recommendations["lag_trend"] == "growing").sum()),
+            "cluster_limits": dg.MetadataValue.json(limits),
+            "clusters_over_cap": dg.MetadataValue.json(sorted(c for c, v in limits.items() if v["after"] > v["cap"])),
             "recommendations": dg.MetadataValue.md(
                 recommendations[PREVIEW_COLUMNS].head(100).to_markdown(index=False, floatfmt=".1f")
             ),

@@ -173,6 +173,15 @@ class ConfluentCloudResource(dg.ConfigurableResource):
     def clusters(self, environment_id: str) -> list[dict]:
         return list(self.control_plane.pages("/cmk/v2/clusters", {"environment": environment_id}))
 
+    def cluster_kinds(self) -> dict[str, str]:
+        """Every cluster's type (`spec.config.kind`: Basic, Standard, Enterprise, Dedicated,
+        Freight), which sets its partition cap and per-partition throughput guidelines."""
+        return {
+            cluster["id"]: ((cluster.get("spec") or {}).get("config") or {}).get("kind", "")
+            for environment in self.environments()
+            for cluster in self.clusters(environment["id"])
+        }
+
     def create_api_key(self, owner_id: str, resource_id: str, display_name: str, description: str) -> tuple[str, str]:
         body = {
             "spec": {

@@ -36,7 +36,13 @@ from recommender_pipeline.measuring.days import window_days
 from recommender_pipeline.measuring.measurement import MEASUREMENT_COLUMNS, MEASUREMENT_KEY, Measurement
 from recommender_pipeline.resources.settings import SettingsResource
 from recommender_pipeline.resources.store.frames import incoming_frame, result_frame
-from recommender_pipeline.resources.store.schema import INVENTORY_COLUMNS, INVENTORY_KEY, ensure_tables
+from recommender_pipeline.resources.store.schema import (
+    INVENTORY_COLUMNS,
+    INVENTORY_KEY,
+    PROFILE_COLUMNS,
+    PROFILE_KEY,
+    ensure_tables,
+)
 from recommender_pipeline.resources.store.sessions import (
     DuckDBSession,
     PostgresSession,
@@ -184,14 +190,17 @@ class MeasurementStoreResource(dg.ConfigurableResource):
 
     def read_measurements(self, first_day: str, last_day: str) -> pd.DataFrame:
         """The rows of the days from `first_day` to `last_day` (ISO dates, both included)."""
+        return self._read_days("measurements", MEASUREMENT_COLUMNS, first_day, last_day)
+
+    def _read_days(self, table: str, declared: dict[str, str], first_day: str, last_day: str) -> pd.DataFrame:
         with self._transaction() as session:
             order = ", ".join(f"{k}{session.binary_order}" for k in ("cluster_id", "topic")) + ', "date"'
             columns, rows = session.query(
-                'SELECT * FROM measurements WHERE "date" BETWEEN CAST(:first_day AS DATE) AND CAST(:last_day AS DATE) '
+                f'SELECT * FROM {table} WHERE "date" BETWEEN CAST(:first_day AS DATE) AND CAST(:last_day AS DATE) '
                 f"ORDER BY {order}",
                 {"first_day": str(first_day), "last_day": str(last_day)},
             )
-        return result_frame(columns, rows, MEASUREMENT_COLUMNS)
+        return result_frame(columns, rows, declared)
 
     def replace_inventory(self, inventory: pd.DataFrame, keep_clusters: Sequence[str] = ()) -> None:
         """Replaces the inventory with `inventory`, except the rows of `keep_clusters` (clusters
@@ -210,6 +219,21 @@ class MeasurementStoreResource(dg.ConfigurableResource):
             else:
                 session.execute("DELETE FROM inventory")
             session.insert("inventory", frame)
+
+    def write_profiles(self, rows: Sequence[dict]) -> None:
+        """Stores topic profiles (`consumers`, `keys`), each replacing the one of its (day, cluster, topic)."""
+        if not rows:
+            return
+        frame = incoming_frame({name: [row.get(name) for row in rows] for name in PROFILE_COLUMNS}, PROFILE_COLUMNS)
+        keys = frame[list(PROFILE_KEY)].drop_duplicates()
+        with self._transaction() as session:
+            session.lock_keys("topic_profiles", keys)
+            session.delete_keys("topic_profiles", keys)
+            session.insert("topic_profiles", frame)
+
+    def read_profiles(self, first_day: str, last_day: str) -> pd.DataFrame:
+        """The topic profiles of the days from `first_day` to `last_day` (ISO dates, both included)."""
+        return self._read_days("topic_profiles", PROFILE_COLUMNS, first_day, last_day)
 
     def read_inventory(self) -> pd.DataFrame:
         with self._transaction() as session:
