@@ -230,6 +230,13 @@ def change_paths(reports_dir: Path, cluster_id: str, epoch: int, day: str, run_i
     raise AssertionError("unreachable")
 
 
+def paths_beside(detail_report: Path) -> dict[str, Path]:
+    """The files beside a cluster's detail report, with exactly its stem, so a day's CSVs and
+    changes pair up by name (`...-detail-report.csv` and `...-partition-changes.json`)."""
+    stem = detail_report.name.removesuffix("-detail-report.csv")
+    return {kind: detail_report.parent / f"{stem}-{name}" for kind, name in KINDS.items()}
+
+
 def write_text_atomically(text: str, path: Path, executable: bool = False) -> None:
     """Writes beside the target and renames, so a CI job never reads half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from recommender_pipeline.changes import (
     ci_gate,
     increases,
     kafka_topics_script,
+    paths_beside,
     render,
     rest_v3_requests,
     terraform_name,
@@ -234,3 +235,10 @@ def test_the_target_takes_bootstrap_servers_and_protocol_never_a_secret(configur
     assert cluster_target(kafka, "unknown").bootstrap_servers == "<bootstrap-servers>"
     text = "".join(render(cloud, DAY, table().assign(cluster_id="lkc-1")).values())
     assert "s3cret" not in text and "KEY1" not in text
+
+
+def test_change_files_take_the_stem_of_their_clusters_detail_report(tmp_path):
+    detail = tmp_path / "lkc-1-recommender-1700000000-2026-11-30-0a1b2c3d-2-detail-report.csv"
+    assert paths_beside(detail)["kafka_topics_sh"] == (
+        tmp_path / "lkc-1-recommender-1700000000-2026-11-30-0a1b2c3d-2-partition-changes.sh"
+    )

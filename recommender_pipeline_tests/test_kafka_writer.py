@@ -80,7 +80,7 @@ def test_results_topic_holds_one_record_per_topic_and_the_changes_apply(
     configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1, SAMPLING_BATCH_SIZE="", **writer)
     assert pipeline.inventory().success
     assert pipeline.measure(day).success
-    assets = ["topic_recommendations", "partition_changes", "published_recommendations"]
+    assets = ["topic_recommendations", "reports", "partition_changes", "published_recommendations"]
     result = pipeline.materialize(assets, partition_key=day.isoformat())
     assert result.success
 
@@ -121,6 +121,8 @@ def test_results_topic_holds_one_record_per_topic_and_the_changes_apply(
         next((tmp_path / "reports").glob(f"{CLUSTER_ID}-recommender-*-{suffix}"))
         for suffix in ("partition-changes.json", "partition-changes.sh", "partition-changes.tf")
     )
+    detail_report = next((tmp_path / "reports").glob(f"{CLUSTER_ID}-recommender-*-detail-report.csv"))
+    assert gate_path.name == detail_report.name.replace("-detail-report.csv", "-partition-changes.json")
     gate = json.loads(gate_path.read_text())
     assert [(c["topic"], c["current"], c["recommended"]) for c in gate["changes"]] == [(grow, 1, 6)]
     assert gate["changes"][0]["binding"] == table.loc[grow, "binding"]

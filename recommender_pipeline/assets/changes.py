@@ -1,11 +1,20 @@
 """Per cluster, the ready-made changes for a day's topics to increase, beside the CSV reports."""
 
 import time
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline.changes import KINDS, ClusterTarget, change_paths, increases, render, write_text_atomically
+from recommender_pipeline.changes import (
+    KINDS,
+    ClusterTarget,
+    change_paths,
+    increases,
+    paths_beside,
+    render,
+    write_text_atomically,
+)
 from recommender_pipeline.errors import RecommenderError
 from recommender_pipeline.partitions import daily_partitions
 from recommender_pipeline.resources import KafkaResource, SettingsResource
@@ -30,20 +39,27 @@ def cluster_target(kafka: KafkaResource, cluster_id: str) -> ClusterTarget:
 def partition_changes(
     context: dg.AssetExecutionContext,
     topic_recommendations: pd.DataFrame,
+    reports: pd.DataFrame,
     config: SettingsResource,
     kafka: KafkaResource,
 ) -> pd.DataFrame:
     """`<cluster>-recommender-<epoch>-<day>-<run>-partition-changes.sh`, `...-rest-v3.json`, `.tf`
-    and `.json` in `REPORTS_DIR`: the topics whose action is `increase`, as commands, REST bodies,
-    Terraform and a CI gate. Written, never applied; downstream of `topic_recommendations`, so its
-    blocking sanity check gates these files too. Returns the files written."""
+    and `.json` beside each cluster's CSV reports, with their stem: the topics whose action is
+    `increase`, as commands, REST bodies, Terraform and a CI gate. Written, never applied;
+    downstream of `topic_recommendations`, so its blocking sanity check gates these files too.
+    Returns the files written."""
     settings = config.settings
     epoch = int(time.time())
     day = context.partition_key
     written = []
     for cluster_id, recommendations in topic_recommendations.groupby("cluster_id", sort=True):
         target = cluster_target(kafka, str(cluster_id))
-        paths = change_paths(settings.reports_dir, str(cluster_id), epoch, day, context.run.run_id)
+        detail = reports.loc[(reports["cluster_id"] == cluster_id) & (reports["kind"] == "detail"), "path"]
+        paths = (
+            paths_beside(Path(detail.iloc[0]))
+            if len(detail)
+            else change_paths(settings.reports_dir, str(cluster_id), epoch, day, context.run.run_id)
+        )
         topics = len(increases(recommendations))
         for kind, text in render(target, day, recommendations).items():
             write_text_atomically(text, paths[kind], executable=kind == "kafka_topics_sh")
