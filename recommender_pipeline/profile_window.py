@@ -2,7 +2,10 @@
 the consumer groups of the latest snapshot, whether the largest is lag-bound, and the key sample.
 
 A group is lag-bound when its lag grew since the previous snapshot while every partition already
-has a member of its own: more members would sit idle, only more partitions let it catch up.
+has a member of its own: more members would sit idle, only more partitions let it catch up. A
+group's size is all its members (the ones the assignor left without a partition of this topic are
+the idle ones), so a group that also reads other topics may show members idle here that are busy
+there.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pandas as pd
 @dataclass(frozen=True)
 class ProfileFacts:
     observed: bool = False
-    consumer_groups: int = 0  # groups with members on the topic
+    consumer_groups: int = 0  # groups with a member assigned to the topic
     largest_group_members: int = 0
     idle_members: int = 0  # over all groups: members beyond one per partition
     consumer_lag: int | None = None  # summed over groups, at the latest snapshot
@@ -50,9 +53,9 @@ def profile_facts(profiles: pd.DataFrame, partitions: int) -> ProfileFacts:
         if g["group_id"] in previous
         and g["lag"] > previous[g["group_id"]]["lag"]
         and g["assigned_partitions"] >= partitions
-        and g["members_on_topic"] >= partitions
+        and g["members"] >= partitions
     ]
-    biggest_bound = max(lag_bound, key=lambda g: (g["members_on_topic"], g["group_id"]), default=None)
+    biggest_bound = max(lag_bound, key=lambda g: (g["members"], g["group_id"]), default=None)
     lag = sum(g["lag"] for g in groups.values()) if groups else None
     trend = "unknown"
     shared = [name for name in groups if name in previous]
@@ -65,13 +68,13 @@ def profile_facts(profiles: pd.DataFrame, partitions: int) -> ProfileFacts:
     return ProfileFacts(
         observed=True,
         consumer_groups=len(active),
-        largest_group_members=max((g["members_on_topic"] for g in active), default=0),
-        idle_members=sum(max(g["members_on_topic"] - partitions, 0) for g in active),
+        largest_group_members=max((g["members"] for g in active), default=0),
+        idle_members=sum(max(g["members"] - g["assigned_partitions"], 0) for g in active),
         consumer_lag=lag,
         lag_trend=trend,
-        lag_bound_members=biggest_bound["members_on_topic"] if biggest_bound else 0,
+        lag_bound_members=biggest_bound["members"] if biggest_bound else 0,
         lag_bound_group=biggest_bound["group_id"] if biggest_bound else "",
-        group_sizes=tuple(sorted(g["members_on_topic"] for g in active)),
+        group_sizes=tuple(sorted(g["members"] for g in active)),
         key_sampled_records=sampled,
         keyed_share=keyed / sampled if sampled else None,
         top_key_share=float(latest.top_key_share) if keyed and _known(latest.top_key_share) else None,

@@ -47,6 +47,26 @@ DETAIL_ADDED_COLUMNS = [
     "binding",
     "action",
     "reason",
+    # Acting on it (README, "Acting on a recommendation"): the raw need before rounding, each term,
+    # the consumers, the keys and the skew.
+    "needed_partitions",
+    "producer_throughput_term",
+    "consumer_throughput_term",
+    "fan_out_term",
+    "consumer_group_term",
+    "fan_out",
+    "consumer_groups",
+    "largest_group_members",
+    "idle_members",
+    "consumer_lag",
+    "lag_trend",
+    "lag_bound_group",
+    "effective_partitions",
+    "busiest_partition_share",
+    "hot_key",
+    "keyed_share",
+    "top_key_share",
+    "keys_remapped_share",
 ]
 ACTIVE = "active"
 
@@ -141,8 +161,27 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
             int((recommendations["action"] == "over-provisioned").sum()) if total_topics else 0,
         ),
         ("error_topic_count", int((recommendations["status"] == "error").sum()) if total_topics else 0),
+        *_cap_rows(recommendations),
     ]
     return [(stat, value) for stat, value in rows if value is not None]
+
+
+def _cap_rows(recommendations: pd.DataFrame) -> list[tuple]:
+    """The cluster's partition cap and what applying every increase leaves (`cluster_limits`)."""
+    if recommendations.empty or "cluster_partition_cap" not in recommendations:
+        return []
+    first = recommendations.iloc[0]
+    if pd.isna(first["cluster_partition_cap"]):
+        return []
+    cap, after = int(first["cluster_partition_cap"]), int(first["cluster_partitions_after"])
+    return [
+        ("partition_cap", cap),
+        ("partition_cap_counts", first["cluster_counted"]),
+        ("partitions_now", int(first["cluster_partitions_now"])),
+        ("partitions_after_increases", after),
+        ("partition_headroom_after_increases", cap - after),
+        ("partition_cap_exceeded", "yes" if after > cap else "no"),
+    ]
 
 
 def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:

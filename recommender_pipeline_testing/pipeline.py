@@ -12,16 +12,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from recommender_pipeline.assets import (
-    changes,
-    credentials,
-    inventory,
-    measurements,
-    published,
-    recommendations,
-    reports,
-)
 from recommender_pipeline.checks import ALL_CHECKS
+from recommender_pipeline.definitions import defs
 from recommender_pipeline.jobs import FORCE_TAG, FORCE_VALUE, day_range_tags
 from recommender_pipeline.partitions import topic_key, topics_partitions
 from recommender_pipeline.resources import MeasurementStoreResource, build_resources
@@ -29,10 +21,7 @@ from recommender_pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]  # the repository, for its scripts and deploy files
 CLUSTER_ID = "local"
-ALL_ASSETS = [
-    *dg.load_assets_from_modules([credentials, inventory, measurements, recommendations, reports, changes, published]),
-    *ALL_CHECKS,
-]
+ALL_ASSETS = [*defs.assets, *ALL_CHECKS]  # every asset of the code location, as it defines them
 # Variables a developer's shell might carry; tests set what they need and nothing else.
 CONFIG_VARIABLES = [info.alias for info in Settings.model_fields.values() if info.alias] + [
     "USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS",
@@ -92,6 +81,10 @@ class Pipeline:
                 **({FORCE_TAG: FORCE_VALUE} if force else {}),
             },
         )
+
+    def profile(self, day: date) -> dg.ExecuteInProcessResult:
+        """A snapshot of every topic's consumer groups and keys, stored for `day`."""
+        return self.materialize(["topic_profiles"], partition_key=day.isoformat())
 
     def recommend(self, day: date) -> dg.ExecuteInProcessResult:
         return self.materialize(["topic_recommendations", "reports"], partition_key=day.isoformat())

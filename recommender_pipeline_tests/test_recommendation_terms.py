@@ -82,7 +82,7 @@ def _group(name: str, members: int, assigned: int, lag: int) -> dict:
         "group_id": name,
         "state": "STABLE",
         "members": members,
-        "members_on_topic": members,
+        "members_on_topic": min(members, assigned),
         "assigned_partitions": assigned,
         "committed_partitions": assigned,
         "lag": lag,

@@ -67,7 +67,14 @@ def topic_recommendations(
             continue
         limits[cluster_id] = {"cap": room.cap, "counted": room.counted, "now": room.now, "after": room.after}
         (context.log.warning if room.exceeded else context.log.info)(room.describe())
-    recommendations.attrs["cluster_limits"] = limits
+    # Per row, so that each cluster's report can state its cap (`reporting.summary_rows`).
+    for column, field in (
+        ("cluster_partition_cap", "cap"),
+        ("cluster_counted", "counted"),
+        ("cluster_partitions_now", "now"),
+        ("cluster_partitions_after", "after"),
+    ):
+        recommendations[column] = recommendations["cluster_id"].map(lambda c, f=field: limits.get(c, {}).get(f))
     counts = recommendations["action"].value_counts().to_dict()
     context.add_output_metadata(
         {
