@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from recommender_pipeline import kafka_writer
 from recommender_pipeline.assets.published import published_recommendations
+from recommender_pipeline.errors import ConfigurationError
 from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.topic_listing import list_cluster_topics
 from recommender_pipeline_testing.known_truth import records_in_hour
@@ -136,6 +137,26 @@ def test_results_topic_holds_one_record_per_topic_and_the_changes_apply(
     assert run.returncode == 0, run.stderr[-2000:]
     assert topic_shape(kafka_bootstrap, grow)[0] == 6
     assert topic_shape(kafka_bootstrap, steady)[0] == 8
+
+
+def test_writer_settings_default_to_the_original_tools_meaning_and_reject_an_illegal_topic(configured_settings):
+    settings = configured_settings()
+    assert not settings.use_kafka_writer
+    topic = kafka_writer.new_results_topic(settings)
+    assert (topic.topic, topic.num_partitions, topic.replication_factor) == ("_kafka_partition_recommendations", 6, 3)
+    assert topic.config == {"retention.ms": "-1"}  # 0 days: kept for ever
+    assert kafka_writer.retention_ms(7) == 604_800_000
+    settings = configured_settings(USE_KAFKA_WRITER="yes", KAFKA_WRITER_TOPIC_DATA_RETENTION_IN_DAYS="30")
+    assert settings.use_kafka_writer
+    assert kafka_writer.new_results_topic(settings).config == {"retention.ms": str(30 * 86_400_000)}
+    with pytest.raises(ConfigurationError) as error:
+        configured_settings(KAFKA_WRITER_TOPIC_NAME="results topic", KAFKA_WRITER_TOPIC_PARTITION_COUNT="0")
+    assert str(error.value).splitlines()[1:] == [
+        "  KAFKA_WRITER_TOPIC_NAME: is not a legal Kafka topic name (got 'results topic'); "
+        "expected a Kafka topic name: 1-249 letters, digits, . _ -, not . or ..",
+        "  KAFKA_WRITER_TOPIC_PARTITION_COUNT: Input should be greater than or equal to 1 (got '0'); "
+        "expected a whole number, 1 or more",
+    ]
 
 
 def test_disabled_writer_writes_nothing_and_says_so(prefix, kafka_bootstrap, configure, pipeline):
