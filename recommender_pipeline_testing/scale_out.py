@@ -1,0 +1,53 @@
+"""One day of measurements on the instance in DAGSTER_HOME, with whichever executor
+RECOMMENDER_EXECUTOR chooses: the inventory run, then one measurement run over every topic key.
+
+    python -m recommender_pipeline_testing.scale_out --day 2026-12-01 [--in-process] [--max-concurrent N]
+
+Prints one JSON line: the measurement run's id and whether it succeeded. The scale-out tests and the
+scale model's measurements run exactly this in their own process, so the executor chosen by the
+environment is the one the code location loads (the tests' own process has loaded the default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+
+import dagster as dg
+
+from recommender_pipeline import definitions
+from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, day_range_tags, measurement_run_config
+from recommender_pipeline.partitions import split_topic_key, topics_partitions
+
+
+def measure_day(day: date, in_process: bool = False, max_concurrent: int = 0) -> dict:
+    """Inventories the clusters, then measures `day` of every known topic in one run."""
+    instance = dg.DagsterInstance.get()
+    with dg.execute_job(dg.reconstructable(definitions.get_inventory_job), instance=instance) as inventory:
+        if not inventory.success:
+            return {"run_id": inventory.run_id, "success": False, "failed": "inventory_job"}
+    keys = instance.get_dynamic_partitions(topics_partitions.name)
+    clusters = {split_topic_key(key)[0] for key in keys}
+    run_config = IN_PROCESS_RUN_CONFIG if in_process else measurement_run_config(max_concurrent)
+    with dg.execute_job(
+        dg.reconstructable(definitions.get_measurement_job),
+        instance=instance,
+        run_config=run_config,
+        tags=day_range_tags(day.isoformat(), [keys[0], keys[-1]], clusters),
+        raise_on_error=False,
+    ) as result:
+        return {"run_id": result.run_id, "success": result.success, "topics": len(keys)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--day", type=date.fromisoformat, required=True)
+    parser.add_argument("--in-process", action="store_true", help="one process (the embedded executor only)")
+    parser.add_argument("--max-concurrent", type=int, default=0, help="multiprocess: chunk processes at once")
+    args = parser.parse_args()
+    print(json.dumps(measure_day(args.day, args.in_process, args.max_concurrent)))
+
+
+if __name__ == "__main__":
+    main()
