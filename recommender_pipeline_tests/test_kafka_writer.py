@@ -216,3 +216,35 @@ def test_a_cluster_that_fails_does_not_stop_the_others(prefix, kafka_bootstrap, 
         },
     }
     assert topic_shape(kafka_bootstrap, results) == (6, "-1")  # the defaults: 6 partitions, kept for ever
+
+
+def test_the_one_command_writes_the_changes_and_the_results_topic(
+    prefix, kafka_bootstrap, configure, tmp_path, monkeypatch, capsys
+):
+    from recommender_pipeline import cli
+
+    day = utc_today() - timedelta(days=1)
+    results = f"{prefix}_results"
+    create_topic(kafka_bootstrap, f"{prefix}.grow", 2)
+    produce(kafka_bootstrap, f"{prefix}.grow", records_in_hour(day, 5, 50, lambda i: (None, b"x" * 10, []), 2))
+    configure(
+        TOPIC_FILTER=prefix,
+        SAMPLING_DAYS=1,
+        USE_KAFKA_WRITER="true",
+        KAFKA_WRITER_TOPIC_NAME=results,
+        KAFKA_WRITER_TOPIC_REPLICATION_FACTOR="1",
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "command_home"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--in-process", "--day", day.isoformat()]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    changes = [Path(line.removeprefix("changes: ")) for line in lines if line.startswith("changes: ")]
+    kinds = sorted(path.name.split("-partition-changes")[1] for path in changes)
+    assert kinds == ["-rest-v3.json", ".json", ".sh", ".tf"]
+    assert all(path.exists() and path.parent == tmp_path / "reports" for path in changes)
+    gate = json.loads(next(path for path in changes if path.name.endswith("-partition-changes.json")).read_text())
+    assert [(c["topic"], c["current"], c["recommended"]) for c in gate["changes"]] == [(f"{prefix}.grow", 2, 6)]
+    records = read_all(kafka_bootstrap, results)
+    assert [(key, value["records_in_window"], value["bytes_in_window"]) for key, value in records] == [
+        (f"{CLUSTER_ID}/{prefix}.grow", 50, 500)
+    ]
