@@ -1,7 +1,7 @@
 """One day of measurements on the instance in DAGSTER_HOME, with whichever executor
 RECOMMENDER_EXECUTOR chooses: the inventory run, then one measurement run over every topic key.
 
-    python -m recommender_pipeline_testing.scale_out --day 2026-12-01 [--in-process] [--max-concurrent N]
+    python -m recommender_pipeline_testing.scale_out --day 2026-12-01 [--in-process] [--max-concurrent N] [--force]
 
 Prints one JSON line: the measurement run's id and whether it succeeded. The scale-out tests and the
 scale model's measurements run exactly this in their own process, so the executor chosen by the
@@ -17,12 +17,19 @@ from datetime import date
 import dagster as dg
 
 from recommender_pipeline import definitions
-from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, day_range_tags, measurement_run_config
+from recommender_pipeline.jobs import (
+    FORCE_TAG,
+    FORCE_VALUE,
+    IN_PROCESS_RUN_CONFIG,
+    day_range_tags,
+    measurement_run_config,
+)
 from recommender_pipeline.partitions import split_topic_key, topics_partitions
 
 
-def measure_day(day: date, in_process: bool = False, max_concurrent: int = 0) -> dict:
-    """Inventories the clusters, then measures `day` of every known topic in one run."""
+def measure_day(day: date, in_process: bool = False, max_concurrent: int = 0, force: bool = False) -> dict:
+    """Inventories the clusters, then measures `day` of every known topic in one run (`force`:
+    re-measures topic-days already in the store)."""
     instance = dg.DagsterInstance.get()
     with dg.execute_job(dg.reconstructable(definitions.get_inventory_job), instance=instance) as inventory:
         if not inventory.success:
@@ -34,7 +41,10 @@ def measure_day(day: date, in_process: bool = False, max_concurrent: int = 0) ->
         dg.reconstructable(definitions.get_measurement_job),
         instance=instance,
         run_config=run_config,
-        tags=day_range_tags(day.isoformat(), [keys[0], keys[-1]], clusters),
+        tags={
+            **day_range_tags(day.isoformat(), [keys[0], keys[-1]], clusters),
+            **({FORCE_TAG: FORCE_VALUE} if force else {}),
+        },
         raise_on_error=False,
     ) as result:
         return {"run_id": result.run_id, "success": result.success, "topics": len(keys)}
@@ -45,8 +55,9 @@ def main() -> None:
     parser.add_argument("--day", type=date.fromisoformat, required=True)
     parser.add_argument("--in-process", action="store_true", help="one process (the embedded executor only)")
     parser.add_argument("--max-concurrent", type=int, default=0, help="multiprocess: chunk processes at once")
+    parser.add_argument("--force", action="store_true", help="re-measure topic-days already in the store")
     args = parser.parse_args()
-    print(json.dumps(measure_day(args.day, args.in_process, args.max_concurrent)))
+    print(json.dumps(measure_day(args.day, args.in_process, args.max_concurrent, args.force)))
 
 
 if __name__ == "__main__":

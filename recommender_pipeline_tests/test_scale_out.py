@@ -32,6 +32,7 @@ from sqlalchemy.pool import NullPool
 
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
 from recommender_pipeline_testing.pipeline import REPO, command_env
+from recommender_pipeline_testing.scale_out import measure_day
 from recommender_pipeline_testing.workloads import create_topic, send_records, spread
 
 pytestmark = pytest.mark.integration
@@ -40,6 +41,13 @@ TOPICS = 40
 DAY = datetime.now(UTC).date() - timedelta(days=1)
 TIMING_COLUMNS = ["measured_at", "duration_seconds"]  # when and how fast, not what was measured
 BIN = Path(sys.executable).parent
+# The same settings for both tiers (the fixture adds the topics' prefix as TOPIC_FILTER).
+SETTINGS = {
+    "SAMPLING_DAYS": "1",
+    "MAX_WORKERS_PER_CLUSTER": "4",
+    "SAMPLING_TIMEOUT_SECONDS": "1",
+    "SAMPLING_MAX_CONSECUTIVE_NULLS": "20",
+}
 VISIBILITY_TIMEOUT_SECONDS = 10  # a lost worker's chunk goes back to the queue after this
 
 
@@ -76,10 +84,11 @@ def day_topics(kafka_bootstrap: str) -> list[str]:
         records += spread(DAY + timedelta(days=1), 0, 5, 40, partitions, seconds=60)
         send_records(producer, name, records)
     assert producer.flush(60) == 0
+    SETTINGS["TOPIC_FILTER"] = prefix
     return names
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def schema_url(service_urls: tuple[str, str]) -> Iterator:
     """Makes URLs of fresh schemas in the local database; drops them after the test."""
     url = sa.make_url(service_urls[0]).set(drivername="postgresql+psycopg")
@@ -109,7 +118,8 @@ class Workers:
 
     def start(self, name: str) -> None:
         command = [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app"]
-        command += ["-y", self.env["RECOMMENDER_EXECUTOR_CONFIG"], "-n", name, "--", "--concurrency=1"]
+        command += ["-y", self.env["RECOMMENDER_EXECUTOR_CONFIG"], "-i", "recommender_pipeline.definitions"]
+        command += ["-n", name, "--", "--concurrency=1"]
         log = (self.logs / f"{name}.log").open("w")
         env = {**self.env, "PATH": f"{BIN}{os.pathsep}{self.env.get('PATH', '')}"}
         self.processes[name] = subprocess.Popen(
@@ -156,20 +166,18 @@ def _run_day(env: dict[str, str], cwd: Path, *args: str, background: bool = Fals
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _embedded_rows(bootstrap: str, topics: list[str], tmp_path: Path, monkeypatch) -> tuple[pd.DataFrame, dict]:
-    """The embedded tier, single process: SQLite instance, DuckDB store, the in-process executor."""
+def _embedded_rows(configure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[pd.DataFrame, dict]:
+    """The embedded tier, single process: SQLite instance, DuckDB store, the in-process executor,
+    here in the test's own process (which loaded the code location with the default executor)."""
     home = _instance_home(tmp_path / "embedded_home", REPO / "deploy" / "dagster.yaml")
-    store = tmp_path / "embedded.duckdb"
-    env = command_env(bootstrap, tmp_path, DAGSTER_HOME=str(home), MEASUREMENT_STORE_PATH=str(store))
-    env.update(TOPIC_FILTER=topics[0].split("-")[0], SAMPLING_DAYS="1")
-    env.pop("MEASUREMENT_STORE_URL", None)
-    env.pop("RECOMMENDER_EXECUTOR", None)
-    outcome = _run_day(env, tmp_path, "--in-process")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    configure(**SETTINGS, MEASUREMENT_STORE_PATH=str(tmp_path / "embedded.duckdb"))
+    outcome = measure_day(DAY, in_process=True)
     assert outcome["success"], outcome
-    return _store_rows(f"MEASUREMENT_STORE_PATH={store}", tmp_path, monkeypatch), outcome
+    return _store_rows(f"MEASUREMENT_STORE_PATH={tmp_path / 'embedded.duckdb'}", tmp_path, monkeypatch), outcome
 
 
-def _celery_env(bootstrap: str, topics: list[str], tmp_path: Path, schema_url, redis: str, db: int) -> dict[str, str]:
+def _celery_env(bootstrap: str, tmp_path: Path, schema_url, redis: str) -> dict[str, str]:
     """The scale-out tier's environment: PostgreSQL instance and store, Celery on Redis."""
     home = _instance_home(tmp_path / "celery_home", REPO / "deploy" / "postgres" / "dagster.yaml")
     executor = yaml.safe_load((REPO / "deploy" / "celery" / "executor.yaml").read_text())
@@ -180,19 +188,32 @@ def _celery_env(bootstrap: str, topics: list[str], tmp_path: Path, schema_url, r
     executor_yaml.write_text(yaml.safe_dump(executor))
     env = command_env(bootstrap, tmp_path, DAGSTER_HOME=str(home))
     env.update(
-        TOPIC_FILTER=topics[0].split("-")[0],
-        SAMPLING_DAYS="1",
-        MAX_WORKERS_PER_CLUSTER="4",
+        **SETTINGS,
         # dagster-postgres needs psycopg2 (its NOTIFY takes a client-side parameter); SQLAlchemy 2.1
         # picks psycopg 3 for a bare postgresql:// URL.
         DAGSTER_PG_URL=schema_url("dagster", "postgresql+psycopg2"),
         MEASUREMENT_STORE_URL=schema_url("store"),
         RECOMMENDER_EXECUTOR="celery",
         RECOMMENDER_EXECUTOR_CONFIG=str(executor_yaml),
-        CELERY_BROKER_URL=f"{redis}/{db}",
-        CELERY_BACKEND_URL=f"{redis}/{db + 1}",
+        CELERY_BROKER_URL=f"{redis}/2",
+        CELERY_BACKEND_URL=f"{redis}/3",
     )
     return env
+
+
+@pytest.fixture(scope="module")
+def celery_stack(kafka_bootstrap, day_topics, service_urls, schema_url, tmp_path_factory) -> Iterator:
+    """Two workers (`worker-a`, `worker-b`) and the scale-out environment they share with the runs."""
+    path = tmp_path_factory.mktemp("celery")
+    env = _celery_env(kafka_bootstrap, path, schema_url, service_urls[1])
+    workers = Workers(env, path)
+    try:
+        workers.start("worker-a")
+        workers.start("worker-b")
+        workers.wait_ready()
+        yield env, workers
+    finally:
+        workers.stop()
 
 
 def _store_rows(line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
@@ -227,21 +248,14 @@ def _instance(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dg.Dagste
 
 
 def test_a_day_through_celery_on_two_workers_stores_the_rows_of_the_embedded_run(
-    kafka_bootstrap, day_topics, service_urls, schema_url, tmp_path, monkeypatch
+    celery_stack, configure, tmp_path, monkeypatch
 ):
-    embedded, embedded_outcome = _embedded_rows(kafka_bootstrap, day_topics, tmp_path, monkeypatch)
+    env, _ = celery_stack
+    embedded, embedded_outcome = _embedded_rows(configure, tmp_path, monkeypatch)
     assert len(embedded) == TOPICS and set(embedded["status"]) == {"measured"}
-    env = _celery_env(kafka_bootstrap, day_topics, tmp_path, schema_url, service_urls[1], db=2)
-    workers = Workers(env, tmp_path)
-    try:
-        workers.start("worker-a")
-        workers.start("worker-b")
-        workers.wait_ready()
-        started = time.monotonic()
-        outcome = _run_day(env, tmp_path)
-        seconds = time.monotonic() - started
-    finally:
-        workers.stop()
+    started = time.monotonic()
+    outcome = _run_day(env, tmp_path)
+    seconds = time.monotonic() - started
     assert outcome["success"], outcome
     distributed = _store_rows(f"MEASUREMENT_STORE_URL={env['MEASUREMENT_STORE_URL']}", tmp_path, monkeypatch)
     assert_frame_equal(_comparable(distributed), _comparable(embedded), check_dtype=False)
@@ -260,37 +274,43 @@ def test_a_day_through_celery_on_two_workers_stores_the_rows_of_the_embedded_run
     with dg.DagsterInstance.from_config(str(tmp_path / "embedded_home")) as embedded_instance:
         embedded_events = len(embedded_instance.all_logs(embedded_outcome["run_id"]))
     print(
-        f"\nscale-out: {TOPICS} topics, {len(steps)} steps; celery run {seconds:.1f} s; "
+        f"\nscale-out: {TOPICS} topics, {len(steps)} steps; celery command {seconds:.1f} s; "
         f"event-log rows per run: celery {events}, embedded in-process {embedded_events}"
     )
     instance.dispose()
 
 
 def test_a_worker_killed_mid_chunk_leaves_the_chunk_to_the_other_worker_and_the_day_completes(
-    kafka_bootstrap, day_topics, service_urls, schema_url, tmp_path, monkeypatch
+    celery_stack, tmp_path, monkeypatch
 ):
-    env = _celery_env(kafka_bootstrap, day_topics, tmp_path, schema_url, service_urls[1], db=4)
+    env, workers = celery_stack
     instance = _instance(env, monkeypatch)
-    workers = Workers(env, tmp_path)
+    measurement_runs = dg.RunsFilter(job_name="measurement_job")
+    before = {record.dagster_run.run_id for record in instance.get_run_records(measurement_runs)}
+    started = time.monotonic()
+    run = _run_day(env, tmp_path, "--force", background=True)  # every topic-day, whatever is stored
+    killed_step, killed_at, deadline = None, 0.0, time.monotonic() + 120
     try:
-        workers.start("worker-a")
-        workers.start("worker-b")
-        workers.wait_ready()
-        run = _run_day(env, tmp_path, background=True)
-        killed_step, deadline = None, time.monotonic() + 120
         while killed_step is None:
             assert run.poll() is None, run.communicate()
             assert time.monotonic() < deadline, "worker-a never took a chunk"
-            runs = instance.get_run_records(dg.RunsFilter(job_name="measurement_job"))
-            for step, taken in (_chunk_workers(instance, runs[0].dagster_run.run_id) if runs else {}).items():
+            runs = [
+                record.dagster_run.run_id
+                for record in instance.get_run_records(measurement_runs)
+                if record.dagster_run.run_id not in before
+            ]
+            for step, taken in (_chunk_workers(instance, runs[0]) if runs else {}).items():
                 if taken[0].startswith("worker-a@"):
                     workers.kill("worker-a")  # mid-chunk: it has just begun the step
-                    killed_step = step
+                    killed_step, killed_at = step, time.monotonic() - started
                     break
             time.sleep(0.05)
         stdout, stderr = run.communicate(timeout=240)
     finally:
-        workers.stop()
+        if run.poll() is None:
+            run.kill()
+        workers.start("worker-a")  # the module's workers stay whole for any test after this one
+    seconds = time.monotonic() - started
     assert run.returncode == 0, stderr[-4000:]
     outcome = json.loads(stdout.strip().splitlines()[-1])
     assert outcome["success"], outcome
@@ -305,4 +325,5 @@ def test_a_worker_killed_mid_chunk_leaves_the_chunk_to_the_other_worker_and_the_
     stored = _store_rows(f"MEASUREMENT_STORE_URL={env['MEASUREMENT_STORE_URL']}", tmp_path, monkeypatch)
     assert len(stored) == TOPICS and set(stored["status"]) == {"measured"}
     assert int(stored["records"].sum()) == sum(20 + 7 * index for index in range(TOPICS))
+    print(f"\nworker-a killed {killed_at:.1f} s into the command, in {killed_step}; day done after {seconds:.1f} s")
     instance.dispose()
