@@ -19,7 +19,7 @@ import pandas as pd
 @dataclass(frozen=True)
 class ProfileFacts:
     observed: bool = False
-    consumer_groups: int = 0  # groups with a member assigned to the topic
+    consumer_groups: int = 0  # groups that read the topic: assigned to it, or with offsets committed on it
     largest_group_members: int = 0
     idle_members: int = 0  # over all groups: members beyond one per partition
     consumer_lag: int | None = None  # summed over groups, at the latest snapshot
@@ -46,7 +46,10 @@ def profile_facts(profiles: pd.DataFrame, partitions: int) -> ProfileFacts:
     latest = ordered[-1]
     groups = _groups(latest)
     previous = _groups(ordered[-2]) if len(ordered) > 1 else {}
-    active = [g for g in groups.values() if g["members_on_topic"] > 0]
+    # Readers: groups assigned to the topic now, or that committed offsets on it (a consumer that
+    # runs now and then); the active ones have members on it now.
+    readers = [g for g in groups.values() if g["members_on_topic"] > 0 or g["committed_partitions"] > 0]
+    active = [g for g in readers if g["members_on_topic"] > 0]
     lag_bound = [
         g
         for g in active
@@ -67,7 +70,7 @@ def profile_facts(profiles: pd.DataFrame, partitions: int) -> ProfileFacts:
     hashes = json.loads(latest.key_hashes) if isinstance(latest.key_hashes, str) and latest.key_hashes else []
     return ProfileFacts(
         observed=True,
-        consumer_groups=len(active),
+        consumer_groups=len(readers),
         largest_group_members=max((g["members"] for g in active), default=0),
         idle_members=sum(max(g["members"] - g["assigned_partitions"], 0) for g in active),
         consumer_lag=lag,

@@ -205,9 +205,12 @@ def topic_window(
         reasons.insert(
             1, f"{needed} needed, rounded to {result.recommended_partitions} ({settings.partition_rounding})"
         )
-    # The busiest partition alone needs more than a partition can take: a key too hot to spread.
+    # A skewed partition (HOT_PARTITION_SKEW x its fair share) that alone needs more than a
+    # partition can take: its keys stay together whatever the count, so more partitions won't help.
+    # (A balanced topic that is simply too busy is not that: more partitions do spread it.)
     scaled_peak = peak * settings.required_throughput_factor
-    hot_key = len(shares) > 1 and window["busiest_partition_share"] * scaled_peak > capacities.producer
+    skewed = len(shares) > 1 and skew >= settings.hot_partition_skew
+    hot_key = skewed and window["busiest_partition_share"] * scaled_peak > capacities.producer
     if hot_key:
         reasons.append(
             f"hot key: adding partitions will not spread it (the busiest partition carries "

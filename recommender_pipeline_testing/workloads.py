@@ -6,11 +6,9 @@ producer to fill a local cluster.
 
 from __future__ import annotations
 
-import argparse
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -109,34 +107,3 @@ def spread(day: date, hour: int, count: int, size: int, partitions: int = 1, sec
     start = at(day, hour)
     step = seconds * 1000 // max(count, 1)
     return [Record(start + i * step, b"v" * size, partition=i % partitions) for i in range(count)]
-
-
-def demo_workload(bootstrap: str, prefix: str = "demo", days: int = 3) -> list[str]:
-    """A few topics with several days of traffic of different shapes, for the quick start."""
-    today = datetime.now(UTC).date()
-    rng = random.Random(7)
-    shapes = {
-        f"{prefix}.orders": (6, 400, 6),
-        f"{prefix}.clicks": (3, 2500, 3),
-        f"{prefix}.audit": (1, 60, 1),
-    }
-    for name, (partitions, per_hour, _) in shapes.items():
-        create_topic(bootstrap, name, partitions)
-        records = []
-        for back in range(days - 1, -1, -1):
-            day = today - timedelta(days=back)
-            hours = range(24) if back else range(datetime.now(UTC).hour)
-            for hour in hours:
-                burst = 4 if hour in (9, 17) else 1
-                for record in spread(day, hour, per_hour * burst, rng.randint(80, 600), partitions):
-                    records.append(record)
-        produce(bootstrap, name, records)
-    return list(shapes)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Fill a local cluster with the demo workload.")
-    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
-    parser.add_argument("--prefix", default="demo")
-    args = parser.parse_args()
-    print("produced topics:", ", ".join(demo_workload(args.bootstrap, args.prefix)))

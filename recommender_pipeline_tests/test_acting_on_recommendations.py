@@ -154,6 +154,7 @@ def test_a_lag_bound_group_hot_key_remap_warning_and_cap_from_measured_data(
         "consumer_group",
     )
     assert billing["fan_out"] == 1.0  # one group reads every byte
+    assert billing["hot_key"] == "no"  # round robin: balanced, however busy
     assert billing["keyed_share"] == 0.0 and pd.isna(billing["keys_remapped_share"])
 
     skewed = table.loc[clicks]

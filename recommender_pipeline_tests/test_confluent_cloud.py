@@ -280,6 +280,8 @@ def test_provisioned_keys_are_created_per_filtered_cluster_used_and_deleted(
     assert len(outcome.reports) == 2
     manifest = pipeline.store.read_inventory()
     assert set(manifest["cluster_id"]) == {"lkc-a2"}
+    # The cmk API's cluster type, which sets the cap and per-partition guidelines.
+    assert set(manifest["cluster_type"]) == {"Standard"}
 
 
 def test_keys_are_deleted_when_the_run_fails_midway_and_foreign_keys_survive(
