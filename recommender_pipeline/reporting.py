@@ -67,6 +67,12 @@ DETAIL_ADDED_COLUMNS = [
     "keyed_share",
     "top_key_share",
     "keys_remapped_share",
+    # The forecast (README, "Forecast"): the daily peaks' trend and the count FORECAST_DAYS ahead.
+    "trend_fit_days",
+    "trend_slope_bytes_per_sec_per_day",
+    "forecast_days",
+    "forecast_peak_ingress_bytes_per_sec",
+    "forecast_recommended_partitions",
 ]
 ACTIVE = "active"
 

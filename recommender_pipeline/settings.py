@@ -70,6 +70,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "PARTITIONER": "one of: murmur2, consistent_random, crc32",
     "PARTITION_BUDGET_PER_BROKER": "a whole number of partition replicas per broker, 1 or more, e.g. 4000",
     "KEY_SAMPLE_RECORDS": "a whole number of records, 0 (no key sample) or more, e.g. 10000",
+    "FORECAST_DAYS": "a whole number of days, 0 (no forecast) or more, e.g. 30",
     "PROVISIONED_KAFKA_PROPERTIES": 'a JSON object of librdkafka properties, e.g. {"sasl.mechanism": "SCRAM-SHA-256"}',
     "API_KEY_READY_TIMEOUT_SECONDS": "a number of seconds greater than 0, e.g. 300",
     "MEASUREMENT_STORE_URL": "empty for the DuckDB file at MEASUREMENT_STORE_PATH, "
@@ -160,6 +161,8 @@ class Settings(BaseSettings):
     # Self-managed clusters' partition cap: replicas a broker is expected to host.
     partition_budget_per_broker: int = Field(4000, ge=1, alias="PARTITION_BUDGET_PER_BROKER")
     key_sample_records: int = Field(10_000, ge=0, alias="KEY_SAMPLE_RECORDS")
+    # How far ahead the daily peaks' trend is projected for a second, forecast recommendation.
+    forecast_days: int = Field(30, ge=0, alias="FORECAST_DAYS")
 
     # Measuring.
     use_sample_records: bool = Field(True, alias="USE_SAMPLE_RECORDS")

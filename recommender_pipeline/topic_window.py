@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date
+from dataclasses import replace
+from datetime import date, timedelta
 
 import pandas as pd
 
 from recommender_pipeline.cluster_limits import capacities_for
+from recommender_pipeline.forecast import HISTORY_FOR_TREND_DAYS, fit_trend
 from recommender_pipeline.keys import remapped_share
 from recommender_pipeline.measuring.days import window_days, window_length_days
 from recommender_pipeline.measuring.hours import describe_missing
 from recommender_pipeline.measuring.metrics_api import METHOD as METRICS_METHOD
 from recommender_pipeline.model import INCREASE, Demand, recommend
 from recommender_pipeline.profile_window import ProfileFacts, profile_facts
-from recommender_pipeline.settings import Settings
+from recommender_pipeline.settings import RecommendationModel, Settings
 
 MEASURED = {"measured", "empty"}
+FORECAST_COLUMNS = (
+    "trend_fit_days",
+    "trend_slope_bytes_per_sec_per_day",
+    "forecast_days",
+    "forecast_peak_ingress_bytes_per_sec",
+    "forecast_recommended_partitions",
+)
 # The capacity model's terms, each a column `<name>_term` (see `model.capacity_terms`).
 TERM_COLUMNS = ("producer_throughput", "consumer_throughput", "fan_out", "consumer_group")
 
@@ -224,6 +233,13 @@ def topic_window(
                 f"remap warning: {remapped:.0%} of keyed records would move to another partition "
                 f"({settings.partitioner}); per-key order breaks across the change"
             )
+    window.update(_forecast(measurements, end_day, peak, demand, current, settings, capacities))
+    if window["forecast_recommended_partitions"] and window["forecast_recommended_partitions"] > needed:
+        reasons.append(
+            f"forecast: {window['forecast_recommended_partitions']} partitions in {settings.forecast_days} days "
+            f"(daily peak {window['trend_slope_bytes_per_sec_per_day']:+,.1f} B/s a day over "
+            f"{window['trend_fit_days']} days)"
+        )
     window.update(
         recommended_partitions=result.recommended_partitions,
         needed_partitions=needed,
@@ -237,6 +253,45 @@ def topic_window(
         reason="; ".join(reasons),
     )
     return window
+
+
+def _forecast(
+    measurements: pd.DataFrame,
+    end_day: date,
+    peak: float,
+    demand: Demand,
+    current: int,
+    settings: Settings,
+    capacities,
+) -> dict:
+    """The trend of the measured daily peaks over the stored history ending on `end_day`, and the
+    recommendation for the window's peak carried `FORECAST_DAYS` ahead along it."""
+    first = (end_day - timedelta(days=HISTORY_FOR_TREND_DAYS - 1)).isoformat()
+    daily = {
+        date.fromisoformat(row.date): float(row.peak_ingress_bytes_per_sec)
+        for row in measurements.itertuples()
+        if first <= row.date <= end_day.isoformat() and row.status == "measured"
+    }
+    capacity_model = settings.recommendation_model is not RecommendationModel.SEED
+    trend = fit_trend(daily) if settings.forecast_days and capacity_model else None
+    if trend is None:
+        return dict.fromkeys(FORECAST_COLUMNS) | {"trend_fit_days": len(daily)}
+    ahead = trend.project(peak, settings.forecast_days)
+    forecast = recommend(
+        demand=replace(demand, peak_ingress_bytes_per_sec=ahead),
+        mean_record_bytes=0.0,
+        seed_record_count=0,
+        current_partitions=current,
+        settings=settings,
+        capacities=capacities,
+    )
+    return {
+        "trend_fit_days": trend.days,
+        "trend_slope_bytes_per_sec_per_day": trend.slope,
+        "forecast_days": settings.forecast_days,
+        "forecast_peak_ingress_bytes_per_sec": ahead,
+        "forecast_recommended_partitions": forecast.recommended_partitions,
+    }
 
 
 def _yes_no(flag: bool) -> str:

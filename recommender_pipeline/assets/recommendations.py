@@ -1,12 +1,13 @@
 """Per topic, the recommended partition count for the rolling window that ends on a day."""
 
 import warnings
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import pandas as pd
 
 from recommender_pipeline.cluster_limits import cluster_headroom
+from recommender_pipeline.forecast import HISTORY_FOR_TREND_DAYS
 from recommender_pipeline.measuring.days import window_days
 from recommender_pipeline.partitions import daily_partitions
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
@@ -54,7 +55,9 @@ def topic_recommendations(
     settings = config.settings
     end_day = date.fromisoformat(context.partition_key)
     first_day = window_days(end_day, settings.sampling_days)[0]
-    measurements = store.read_measurements(first_day.isoformat(), end_day.isoformat())
+    # The window, and the longer history the forecast's trend is fitted on.
+    history_start = min(first_day, end_day - timedelta(days=HISTORY_FOR_TREND_DAYS - 1))
+    measurements = store.read_measurements(history_start.isoformat(), end_day.isoformat())
     profiles = store.read_profiles(first_day.isoformat(), end_day.isoformat())
     recommendations = build_recommendations(cluster_inventory, measurements, end_day, settings, profiles)
     if recommendations.empty:
@@ -88,6 +91,17 @@ def topic_recommendations(
             "bindings": dg.MetadataValue.json(recommendations["binding"].value_counts().to_dict()),
             "topics_hot_key": int((recommendations.get("hot_key") == "yes").sum()),
             "topics_lag_growing": int((recommendations["lag_trend"] == "growing").sum()),
+            # FORECAST_DAYS ahead along each topic's trend of daily peaks (`forecast`).
+            "forecast_days": settings.forecast_days,
+            "topics_to_increase_by_forecast": int(
+                (
+                    recommendations.get("forecast_recommended_partitions", pd.Series(dtype=float))
+                    > recommendations["number_of_partitions"]
+                ).sum()
+            ),
+            "forecast_recommended_partitions": int(
+                recommendations.get("forecast_recommended_partitions", pd.Series(dtype=float)).fillna(0).sum()
+            ),
             "cluster_limits": dg.MetadataValue.json(limits),
             "clusters_over_cap": dg.MetadataValue.json(sorted(c for c, v in limits.items() if v["after"] > v["cap"])),
             "recommendations": dg.MetadataValue.md(
