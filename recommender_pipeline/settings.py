@@ -71,6 +71,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "PARTITION_BUDGET_PER_BROKER": "a whole number of partition replicas per broker, 1 or more, e.g. 4000",
     "KEY_SAMPLE_RECORDS": "a whole number of records, 0 (no key sample) or more, e.g. 10000",
     "FORECAST_DAYS": "a whole number of days, 0 (no forecast) or more, e.g. 30",
+    "PEAK_BUCKET_SECONDS": "one of: 60, 300, 3600",
     "PROVISIONED_KAFKA_PROPERTIES": 'a JSON object of librdkafka properties, e.g. {"sasl.mechanism": "SCRAM-SHA-256"}',
     "API_KEY_READY_TIMEOUT_SECONDS": "a number of seconds greater than 0, e.g. 300",
     "MEASUREMENT_STORE_URL": "empty for the DuckDB file at MEASUREMENT_STORE_PATH, "
@@ -161,6 +162,8 @@ class Settings(BaseSettings):
     # Self-managed clusters' partition cap: replicas a broker is expected to host.
     partition_budget_per_broker: int = Field(4000, ge=1, alias="PARTITION_BUDGET_PER_BROKER")
     key_sample_records: int = Field(10_000, ge=0, alias="KEY_SAMPLE_RECORDS")
+    # The peak's bucket width, the same for both measuring methods (README, "One peak definition").
+    peak_bucket_seconds: int = Field(3600, alias="PEAK_BUCKET_SECONDS")
     # How far ahead the daily peaks' trend is projected for a second, forecast recommendation.
     forecast_days: int = Field(30, ge=0, alias="FORECAST_DAYS")
 
@@ -196,6 +199,14 @@ class Settings(BaseSettings):
         # Kafka's own rule, checked here so a bad name fails before any run instead of at the end.
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) or value in {".", ".."}:
             raise ValueError("is not a legal Kafka topic name")
+        return value
+
+    @field_validator("peak_bucket_seconds", mode="after")
+    @classmethod
+    def _peak_bucket(cls, value: int) -> int:
+        # Widths that divide an hour, that both measuring methods can bucket by.
+        if value not in (60, 300, 3600):
+            raise ValueError("is not one of 60, 300, 3600")
         return value
 
     @field_validator("environment_filter", "kafka_cluster_filter", "topic_filter", mode="before")

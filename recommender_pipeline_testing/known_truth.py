@@ -41,6 +41,7 @@ class DayTruth:
     wire_bytes: int = 0
     five_minute_wire_bytes: dict[int, int] = field(default_factory=dict)
     partition_wire_bytes: dict[int, int] = field(default_factory=dict)
+    timeline: list[tuple[int, int, int]] = field(default_factory=list)  # (ms into the day, size, wire size)
 
     def add(self, records: list[Record], day: date) -> None:
         for record in records:
@@ -51,6 +52,7 @@ class DayTruth:
             self.hour_bytes[hour] = self.hour_bytes.get(hour, 0) + record.size
             self.partition_bytes[record.partition] = self.partition_bytes.get(record.partition, 0) + record.size
             wire = record.wire_size
+            self.timeline.append((record.timestamp_ms - day_start_ms(day), record.size, wire))
             self.wire_bytes += wire
             self.five_minute_wire_bytes[bucket] = self.five_minute_wire_bytes.get(bucket, 0) + wire
             self.partition_wire_bytes[record.partition] = self.partition_wire_bytes.get(record.partition, 0) + wire
@@ -58,6 +60,16 @@ class DayTruth:
     @property
     def peak_bytes_per_sec(self) -> float:
         return max(self.hour_bytes.values(), default=0) / 3600
+
+    def peak(self, bucket_seconds: int, wire: bool = False) -> tuple[float, int]:
+        """The busiest bucket of `bucket_seconds`: its bytes per second (key + value + headers, or
+        the wire size the Metrics API counts) and its start, in ms into the day."""
+        buckets: dict[int, int] = {}
+        for elapsed, size, wire_size in self.timeline:
+            index = elapsed // (bucket_seconds * 1000)
+            buckets[index] = buckets.get(index, 0) + (wire_size if wire else size)
+        busiest = max(sorted(buckets), key=buckets.get)
+        return buckets[busiest] / bucket_seconds, busiest * bucket_seconds * 1000
 
 
 @dataclass

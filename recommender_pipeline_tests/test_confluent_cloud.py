@@ -13,7 +13,7 @@ import pytest
 
 from recommender_pipeline import cli
 from recommender_pipeline.errors import ConfluentApiError
-from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.measuring.days import day_start_ms, iso_utc, utc_today
 from recommender_pipeline.measuring.measurement import TopicSpec
 from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
 from recommender_pipeline.resources import build_resources
@@ -68,9 +68,19 @@ def cloud_resource(tmp_path: Path, backoff: float = 0.05) -> ConfluentCloudResou
     return ConfluentCloudResource(config=resources["config"], secrets=resources["secrets"], backoff_seconds=backoff)
 
 
-def test_metrics_api_method_agrees_with_record_sampling(dataset, emulator, configure, pipeline, kafka_bootstrap, specs):
+@pytest.mark.parametrize("bucket", [300, 3600])
+def test_metrics_api_method_agrees_with_record_sampling(
+    dataset, emulator, configure, pipeline, kafka_bootstrap, specs, bucket
+):
+    """Both methods on the same days, at the same PEAK_BUCKET_SECONDS: the same busiest bucket,
+    each at its truth (sampling: key + value + headers; the Metrics API: the wire size)."""
     cluster = json.dumps([{"kafka_cluster_id": "lkc-known", "bootstrap.servers": kafka_bootstrap}])
-    common = {"TOPIC_FILTER": dataset.prefix, "KAFKA_CREDENTIALS": cluster, "SAMPLING_BATCH_SIZE": ""}
+    common = {
+        "TOPIC_FILTER": dataset.prefix,
+        "KAFKA_CREDENTIALS": cluster,
+        "SAMPLING_BATCH_SIZE": "",
+        "PEAK_BUCKET_SECONDS": bucket,
+    }
     d2, d1, _ = dataset.days
     configure(**common)
     assert pipeline.inventory().success
@@ -99,16 +109,21 @@ def test_metrics_api_method_agrees_with_record_sampling(dataset, emulator, confi
         assert metrics_row["bytes"] == truth.wire_bytes
         assert sampled_row["bytes"] == truth.bytes < truth.wire_bytes
         assert metrics_row["mean_record_bytes"] == pytest.approx(truth.wire_bytes / truth.records, rel=1e-9)
-        # The busiest 5-minute bucket of what was produced, over its 300 s.
-        peak = max(truth.five_minute_wire_bytes.values()) / 300
-        assert metrics_row["peak_ingress_bytes_per_sec"] == pytest.approx(peak, rel=1e-3)
+        # One peak definition: the busiest bucket of the same width, at the same time, by both.
+        sampled_peak, sampled_start = truth.peak(bucket)
+        wire_peak, wire_start = truth.peak(bucket, wire=True)
+        assert metrics_row["peak_ingress_bytes_per_sec"] == pytest.approx(wire_peak, rel=1e-9)
+        assert sampled_row["peak_ingress_bytes_per_sec"] == pytest.approx(sampled_peak, rel=1e-9)
+        assert metrics_row["bucket_seconds"] == sampled_row["bucket_seconds"] == bucket
+        assert sampled_start == wire_start
+        assert metrics_row["peak_bucket_start"] == sampled_row["peak_bucket_start"]
+        assert metrics_row["peak_bucket_start"] == iso_utc(day_start_ms(day) + wire_start)
         partitions = max(truth.partition_wire_bytes) + 1
         assert json.loads(metrics_row["partition_bytes"])[:partitions] == [
             truth.partition_wire_bytes.get(p, 0) for p in range(partitions)
         ]
         mean = truth.wire_bytes / len(json.loads(metrics_row["partition_bytes"]))
         assert metrics_row["skew"] == pytest.approx(max(truth.partition_wire_bytes.values()) / mean, rel=1e-9)
-        assert metrics_row["bucket_seconds"] == 300
     hot = by_metrics.loc[(d2.isoformat(), dataset.topic("multi"))]
     assert bool(hot["hot_partition_ingress"]) is True  # 900 records on partition 0 at 15:00
     assert bool(hot["hot_partition_egress"]) is True

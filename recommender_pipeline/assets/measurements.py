@@ -153,6 +153,7 @@ def measure_topic_chunk(
                 settings.sampling_timeout_seconds,
                 settings.sampling_max_consecutive_nulls,
                 skew_ms=round(settings.timestamp_skew_seconds * 1000),
+                peak_bucket_ms=settings.peak_bucket_seconds * 1000,
             )
             measurer = DayMeasurer(
                 kafka.admin(chunk.cluster_id),
@@ -163,7 +164,13 @@ def measure_topic_chunk(
             )
             rows = measurer.measure(topics, reads)
         else:
-            rows = MetricsDayMeasurer(cloud.query_metrics, chunk.cluster_id, day, log=context.log.info).measure(topics)
+            rows = MetricsDayMeasurer(
+                cloud.query_metrics,
+                chunk.cluster_id,
+                day,
+                log=context.log.info,
+                peak_bucket_seconds=settings.peak_bucket_seconds,
+            ).measure(topics)
     except Exception as error:  # one chunk's failure must not sink the other chunks' rows
         if isinstance(error, KafkaException):
             detail = error.args[0].str()

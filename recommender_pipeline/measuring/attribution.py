@@ -37,6 +37,9 @@ class DayTally:
     hour_records: list[int] = field(default_factory=lambda: [0] * HOURS_PER_DAY)
     first_timestamp: int | None = None  # of the first data record read, in or out of the day
     next_day_seen: bool = False
+    # Bytes per PEAK_BUCKET_SECONDS bucket of the day (index -> bytes), when buckets are finer than hours.
+    bucket_ms: int = HOUR_MS
+    bucket_bytes: dict[int, int] = field(default_factory=dict)
 
     def add(self, timestamp: int, size: int) -> None:
         """Counts a record if its timestamp falls in the day."""
@@ -49,6 +52,9 @@ class DayTally:
             hour = elapsed // HOUR_MS
             self.hour_bytes[hour] += size
             self.hour_records[hour] += 1
+            if self.bucket_ms < HOUR_MS:
+                bucket = elapsed // self.bucket_ms
+                self.bucket_bytes[bucket] = self.bucket_bytes.get(bucket, 0) + size
             if self.next_day_seen:
                 self.late += 1
         elif elapsed >= HOURS_PER_DAY * HOUR_MS:

@@ -104,6 +104,7 @@ def merge(stored: dict | None, new: dict) -> dict | None:
     records = [n if t else o for o, n, t in zip(old_records, new_records, take_new, strict=True)]
     hour_bytes = [n if t else o for o, n, t in zip(old_bytes, new_bytes, take_new, strict=True)]
     fill_day(merged, states, records, hour_bytes)
+    _merge_buckets(merged, stored, new, take_new)
     exact = _flag(stored.get("exact")) and _flag(new.get("exact"))
     merged["exact"] = exact
     if not exact:  # intervals of different captures' hours do not combine: unknown
@@ -140,6 +141,39 @@ def fill_day(row: dict, states: str, hour_records: Sequence[float], hour_bytes: 
         row["status"] = "measured"
     elif row["status"] == "measured":
         row["status"] = "empty"
+
+
+def fine_peak(buckets: dict[int, int], bucket_seconds: int, day_start: int) -> tuple[float, str | None, str]:
+    """The busiest of the day's buckets of `bucket_seconds` ({index: bytes}): its rate, its start,
+    and the buckets as the row's `bucket_bytes` JSON."""
+    if not buckets:
+        return 0.0, None, json.dumps({})
+    busiest = max(sorted(buckets), key=lambda index: buckets[index])
+    start = iso_utc(day_start + busiest * bucket_seconds * 1000)
+    return buckets[busiest] / bucket_seconds, start, json.dumps({str(k): v for k, v in sorted(buckets.items())})
+
+
+def _merge_buckets(merged: dict, stored: dict, new: dict, take_new: list[bool]) -> None:
+    """Fine peak buckets merge like their hours: each from the capture whose hour was kept. When
+    either capture lacks them (a sampled day, another width), the merged day keeps the hourly peak."""
+    width = new.get("bucket_seconds")
+    old_text, new_text = stored.get("bucket_bytes") or "", new.get("bucket_bytes") or ""
+    if not old_text or not new_text or stored.get("bucket_seconds") != width or not width or width >= 3600:
+        merged["bucket_bytes"], merged["bucket_seconds"] = "", HOUR_MS // 1000
+        return
+    per_hour = 3600 // int(width)
+    chosen = {
+        int(index): size
+        for source, wins in ((json.loads(old_text), False), (json.loads(new_text), True))
+        for index, size in source.items()
+        if take_new[int(index) // per_hour] == wins
+    }
+    day_start = day_start_ms(_date(merged["date"]))
+    merged["peak_ingress_bytes_per_sec"], merged["peak_bucket_start"], merged["bucket_bytes"] = fine_peak(
+        chosen, int(width), day_start
+    )
+    if not merged["records"]:
+        merged["peak_bucket_start"] = None
 
 
 def missing_hours(states: str) -> list[int]:

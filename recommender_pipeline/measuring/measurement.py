@@ -82,6 +82,8 @@ class Measurement:
     hour_records: str = ""
     hour_bytes: str = ""
     hours_captured: str = ""
+    # With PEAK_BUCKET_SECONDS under an hour and the day read whole: JSON {bucket index: bytes}.
+    bucket_bytes: str = ""
     skew: float = 0.0
     egress_bytes: int | None = None
     hot_partition_ingress: bool | None = None

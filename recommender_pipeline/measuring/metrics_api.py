@@ -18,7 +18,9 @@ from recommender_pipeline.measuring.measurement import Measurement, Method, Stat
 
 METHOD = Method.METRICS_API
 RETENTION_DAYS = 7  # the Metrics API keeps a week of data
-FINE_GRANULARITY, FINE_SECONDS = "PT5M", 300  # the finest granularity a one-day interval allows
+# The Metrics API's granularity for each PEAK_BUCKET_SECONDS; PT1M is refused over a one-day
+# interval (6 hours at most), so 60 s falls back to the finest a day allows, and the row says so.
+GRANULARITY_FOR = {60: ("PT5M", 300), 300: ("PT5M", 300), 3600: ("PT1H", 3600)}
 METRIC_PREFIX = "io.confluent.kafka.server/"
 TOPIC, PARTITION = "metric.topic", "metric.partition"
 
@@ -36,11 +38,14 @@ class MetricsDayMeasurer:
         cluster_id: str,
         day: date,
         log: Callable[[str], None] = lambda _: None,
+        peak_bucket_seconds: int = 3600,
     ):
         self.query = query
         self.cluster_id = cluster_id
         self.day = day
         self.log = log
+        self.peak_bucket_seconds = peak_bucket_seconds
+        self.granularity, self.bucket_seconds = GRANULARITY_FOR[peak_bucket_seconds]
         self.queries = 0  # metric queries sent (each one request, or more when it pages)
 
     def _points(self, metric: str, granularity: str, group_by: list[str], interval: str) -> list[dict]:
@@ -79,7 +84,7 @@ class MetricsDayMeasurer:
         # Whole minutes only: the API's points are per minute, and an absolute end keeps tokens valid.
         window_end = end_ms if closed else measured_at - measured_at % 60_000
         interval = f"{_utc(start_ms)}/{_utc(window_end)}"
-        fine = self._points("received_bytes", FINE_GRANULARITY, [TOPIC], interval)
+        fine = self._points("received_bytes", self.granularity, [TOPIC], interval)
         by_partition = self._points("received_bytes", "P1D", [TOPIC, PARTITION], interval)
         records = self._points("received_records", "P1D", [TOPIC], interval)
         egress = self._points("sent_bytes", "P1D", [TOPIC], interval)
@@ -111,6 +116,11 @@ class MetricsDayMeasurer:
             reasons = ["received_bytes counts produce requests on the wire, not only keys, values and headers"]
             if not closed:
                 reasons.append("day still open: measured up to " + iso_utc(window_end))
+            if self.bucket_seconds != self.peak_bucket_seconds:
+                reasons.append(
+                    f"peak over {self.bucket_seconds} s buckets: the Metrics API allows no finer granularity than "
+                    f"{self.granularity} over a day (PEAK_BUCKET_SECONDS={self.peak_bucket_seconds})"
+                )
             rows[spec.topic] = dataclasses.replace(
                 row,
                 status=Status.MEASURED if count > 0 else Status.EMPTY,
@@ -122,9 +132,9 @@ class MetricsDayMeasurer:
                 offsets_in_window=count,
                 mean_record_bytes=total_bytes / count if count else 0.0,
                 avg_ingress_bytes_per_sec=total_bytes / window_seconds if window_seconds else 0.0,
-                peak_ingress_bytes_per_sec=topic_buckets[peak_at] / FINE_SECONDS if peak_at else 0.0,
-                peak_bucket_start=peak_at,
-                bucket_seconds=FINE_SECONDS,
+                peak_ingress_bytes_per_sec=topic_buckets[peak_at] / self.bucket_seconds if peak_at else 0.0,
+                peak_bucket_start=_same_format_as_sampling(peak_at),
+                bucket_seconds=self.bucket_seconds,
                 partition_bytes="[" + ",".join(str(round(b)) for b in per_partition) + "]",
                 skew=max(per_partition) / mean_partition if mean_partition else 0.0,
                 egress_bytes=round(totals["egress"].get(spec.topic, 0.0)),
@@ -133,3 +143,8 @@ class MetricsDayMeasurer:
             )
         self.log(f"{self.cluster_id} {self.day}: {len(topics)} topics from {self.queries} metric queries")
         return list(rows.values())
+
+
+def _same_format_as_sampling(timestamp: str | None) -> str | None:
+    """The API's "2026-12-01T03:00:00Z" as the record sampler writes it ("...+00:00")."""
+    return None if timestamp is None else iso_utc(int(datetime.fromisoformat(timestamp).timestamp() * 1000))

@@ -40,7 +40,7 @@ from recommender_pipeline.measuring.days import (
     unmeasurable_reason,
 )
 from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, estimate, plan_blocks, worth_sampling
-from recommender_pipeline.measuring.hours import NOT_READ, describe_missing, hour_states
+from recommender_pipeline.measuring.hours import NOT_READ, describe_missing, fine_peak, hour_states
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.offsets import Key
 from recommender_pipeline.measuring.reading import Range, first_record_at, read_ranges
@@ -60,6 +60,7 @@ class SamplingLimits:
     max_empty_polls: int  # SAMPLING_MAX_CONSECUTIVE_NULLS: no progress for their product fails a topic
     skew_ms: int = 900_000  # TIMESTAMP_SKEW_SECONDS: how late a record may be appended after its day
     seed: int = 0  # with the partition number, fixes the sampled blocks: re-measuring gives the same numbers
+    peak_bucket_ms: int = HOUR_MS  # PEAK_BUCKET_SECONDS: the width of the buckets the peak is the busiest of
 
     @property
     def stall_seconds(self) -> float:
@@ -85,6 +86,7 @@ class PartitionDay:
     first_timestamp: int | None = None  # of the first readable record at `first`
     sampled: bool = False
     stop: int = 0  # sampled partitions: the first data record past the day and its bound
+    bucket_bytes: dict[int, int] | None = None  # read whole: bytes per peak bucket (finer than hours)
 
     def hint(self, offset: int) -> int:
         """A boundary offset, or the readable end when the broker has no record at that time."""
@@ -205,13 +207,16 @@ class DayMeasurer:
 
     def _read_exactly(self, consumer: Consumer, parts: list[PartitionDay], errors: dict[str, str]) -> None:
         """Reads every record of the day of each partition, all of them in one pass."""
+        bucket_ms = self.limits.peak_bucket_ms
         ranges = {
-            part.key: Range(part.first, part.stable, DayTally(self.start_ms), stop_at=self.stop_ms) for part in parts
+            part.key: Range(part.first, part.stable, DayTally(self.start_ms, bucket_ms=bucket_ms), stop_at=self.stop_ms)
+            for part in parts
         }
         errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds, self._progress))
         for part in parts:
             span = ranges[part.key]
             part.estimate = Estimate.exact(span.tally)
+            part.bucket_bytes = span.tally.bucket_bytes
             part.offsets = (span.covered_to or span.start) - span.start
             part.read, part.late, part.first_timestamp = span.read, span.tally.late, span.tally.first_timestamp
 
@@ -394,6 +399,29 @@ class DayMeasurer:
         row.hours_captured = states
         row.hour_records = json.dumps([round(value) for value in hour_records.tolist()])
         row.hour_bytes = json.dumps([round(value) for value in hour_bytes.tolist()])
+        self._fine_peak(row, parts, read)
+
+    def _fine_peak(self, row: Measurement, parts: list[PartitionDay], read: np.ndarray) -> None:
+        """The peak over PEAK_BUCKET_SECONDS buckets finer than an hour, from the records' own
+        timestamps. Only a day whose partitions were all read whole has them: a sampled one keeps
+        the hourly peak, and says so."""
+        bucket_ms = self.limits.peak_bucket_ms
+        if bucket_ms >= HOUR_MS or not row.records:
+            return
+        if any(part.bucket_bytes is None for part in parts):
+            note = f"peak over hourly buckets: sampled partitions have no per-{bucket_ms // 1000} s counts"
+            row.reason = "; ".join(part for part in (row.reason, note) if part)
+            return
+        buckets: dict[int, int] = {}
+        for part in parts:
+            for index, size in (part.bucket_bytes or {}).items():
+                if read[index * bucket_ms // HOUR_MS]:
+                    buckets[index] = buckets.get(index, 0) + size
+        row.peak_ingress_bytes_per_sec, row.peak_bucket_start, row.bucket_bytes = fine_peak(
+            buckets, bucket_ms // 1000, self.start_ms
+        )
+        row.bucket_seconds = bucket_ms // 1000
+        row.peak_ci_low = row.peak_ci_high = row.peak_ingress_bytes_per_sec if row.exact else None
 
     def _retained_from(self, parts: list[PartitionDay]) -> int:
         """The time from which every partition still held all its records: where the log's
