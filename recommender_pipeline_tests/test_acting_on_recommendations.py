@@ -103,18 +103,19 @@ def test_a_lag_bound_group_hot_key_remap_warning_and_cap_from_measured_data(
     consumers_to_close += join_group(kafka_bootstrap, group, orders, 6)
     commit_first(consumers_to_close, orders, 25)
 
-    configure(
-        TOPIC_FILTER=prefix,
-        SAMPLING_DAYS=2,
-        SAMPLING_BATCH_SIZE="",
-        MIN_RECOMMENDED_PARTITIONS=1,
-        MIN_CONSUMPTION_THROUGHPUT=0,
-        REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR=1,
+    variables = {
+        "TOPIC_FILTER": prefix,
+        "SAMPLING_DAYS": 2,
+        "SAMPLING_BATCH_SIZE": "",
+        "MIN_RECOMMENDED_PARTITIONS": 1,
+        "MIN_CONSUMPTION_THROUGHPUT": 0,
+        "REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR": 1,
         # clicks' peak hour: about 95,700 bytes / 3600 s = 26.6 B/s; its busiest partition
         # carries 95,400 of them, 26.5 B/s, over a partition's 20 B/s: a hot key.
-        PRODUCER_THROUGHPUT_PER_PARTITION=20,
-        CONSUMER_THROUGHPUT_PER_PARTITION=1_000_000,
-    )
+        "PRODUCER_THROUGHPUT_PER_PARTITION": 20,
+        "CONSUMER_THROUGHPUT_PER_PARTITION": 1_000_000,
+    }
+    configure(**variables)
     assert pipeline.inventory().success
     assert pipeline.profile(yesterday).success  # lag 4 x (100 - 25) = 300
     produce(kafka_bootstrap, orders, [Record(start + i, b"o" * 50, partition=i % 4) for i in range(400)])
@@ -129,18 +130,7 @@ def test_a_lag_bound_group_hot_key_remap_warning_and_cap_from_measured_data(
     replicas = int(inventory["cluster_replicas"].iloc[0])
     assert int(inventory["cluster_brokers"].iloc[0]) == 1
     # The broker hosts this many replicas now; allow only 3 more, fewer than the increases add.
-    configure(
-        TOPIC_FILTER=prefix,
-        SAMPLING_DAYS=2,
-        SAMPLING_BATCH_SIZE="",
-        MIN_RECOMMENDED_PARTITIONS=1,
-        MIN_CONSUMPTION_THROUGHPUT=0,
-        REQUIRED_CONSUMPTION_THROUGHPUT_FACTOR=1,
-        PRODUCER_THROUGHPUT_PER_PARTITION=20,
-        CONSUMER_THROUGHPUT_PER_PARTITION=1_000_000,
-        PARTITION_BUDGET_PER_BROKER=replicas + 3,
-        PARTITIONER="murmur2",
-    )
+    configure(**variables, PARTITION_BUDGET_PER_BROKER=replicas + 3, PARTITIONER="murmur2")
     result = pipeline.recommend(today)
     assert result.success
     table = result.asset_value("topic_recommendations").set_index("topic_name")
