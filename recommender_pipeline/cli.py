@@ -1,6 +1,6 @@
 """The one command: measure what the window still lacks (missing, open or failed topic-days), then recommend.
 
-    recommender-pipeline [--day YYYY-MM-DD] [--backfill-days N] [--force] [--in-process]
+    recommender-pipeline [--day YYYY-MM-DD] [--backfill-days N] [--force] [--in-process] [--top N] [--all]
 
 Every step is a Dagster run on the instance in `DAGSTER_HOME` (default `.local/dagster_home`),
 so the runs, their logs and the materialized partitions are all visible in the Dagster UI.
@@ -20,6 +20,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ import dagster as dg
 import pandas as pd
 
 from recommender_pipeline import definitions
+from recommender_pipeline.digest import digest
 from recommender_pipeline.errors import ConfigurationError, RecommenderError, StoreError
 from recommender_pipeline.jobs import (
     FORCE_TAG,
@@ -39,6 +41,7 @@ from recommender_pipeline.jobs import (
 from recommender_pipeline.kafka_credentials import Provisioning, provisioned_credentials
 from recommender_pipeline.measuring.days import utc_today, window_days
 from recommender_pipeline.partitions import HISTORY_DAYS, history_start, split_topic_key, topics_partitions
+from recommender_pipeline.progress import MeasurementProgress
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.settings import Settings, load_settings
 
@@ -117,20 +120,24 @@ def run_recommendations(
     env_file: str = ".env",
     backfill_days: int = 1,
     force: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Inventory, the missing measurement days (one run per day), then the day's recommendations.
+    `progress`, when given, receives a line per measuring chunk finished (`progress.py`).
 
     With `USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS`, the Kafka API keys live exactly
     as long as this call: created first, deleted last, also when something fails.
     """
     resources = build_resources(env_file)
     if not settings.use_cloud_api_for_kafka_credentials:
-        return _run(instance, settings, end_day, in_process, resources, Outcome(end_day), backfill_days, force)
+        return _run(
+            instance, settings, end_day, in_process, resources, Outcome(end_day), backfill_days, force, progress
+        )
     with provisioned_credentials(settings, resources["cloud"]) as provisioning:
         outcome = Outcome(end_day, provisioning=provisioning)
         for cluster_id, reason in provisioning.failed.items():
             outcome.failed_runs.append(f"credentials for {cluster_id}: {reason}")
-        return _run(instance, settings, end_day, in_process, resources, outcome, backfill_days, force)
+        return _run(instance, settings, end_day, in_process, resources, outcome, backfill_days, force, progress)
 
 
 def _run(
@@ -142,6 +149,7 @@ def _run(
     outcome: Outcome,
     backfill_days: int,
     force: bool,
+    progress: Callable[[str], None] | None = None,
 ) -> Outcome:
     def execute(factory, run_config: dict | None = None, **kwargs) -> list[str]:
         """Runs a job; returns the report paths when the run wrote reports. Raises
@@ -188,12 +196,15 @@ def _run(
     )
     # Every recommended day needs its whole window: measure back SAMPLING_DAYS - 1 more days.
     tags = {FORCE_TAG: FORCE_VALUE} if force else {}
-    for day in resources["store"].days_to_capture(end_day, settings.sampling_days + backfill_days - 1, force):
-        execute(
-            definitions.get_measurement_job,
-            run_config=run_config,
-            tags={**day_range_tags(day.isoformat(), key_range, set(connections)), **tags},
-        )
+    store = resources["store"]
+    for day in store.days_to_capture(end_day, settings.sampling_days + backfill_days - 1, force):
+        totals = _topic_days_to_capture(store, day, force) if progress else {}
+        with MeasurementProgress(instance, day.isoformat(), totals, emit=progress) as watch:
+            execute(
+                definitions.get_measurement_job,
+                run_config=run_config,
+                tags={**day_range_tags(day.isoformat(), key_range, set(connections)), **tags, **watch.tags},
+            )
         outcome.measured_days.append(day.isoformat())
     for day in window_days(end_day, backfill_days):
         outcome.reports = execute(definitions.get_recommendation_job, tags={"dagster/partition": day.isoformat()})
@@ -201,8 +212,15 @@ def _run(
     return outcome
 
 
+def _topic_days_to_capture(store, day: date, force: bool) -> dict[str, int]:
+    """Per cluster, how many topic-days of `day` the measurement run will capture."""
+    inventory = store.read_inventory()
+    topics = {cluster_id: list(names) for cluster_id, names in inventory.groupby("cluster_id")["topic"]}
+    return {cluster_id: len(reads) for cluster_id, reads in store.pending_reads(day, topics, force).items()}
+
+
 def _terminal_table(detail_path: str) -> str:
-    """The detail report's key columns, as a person reads them in a terminal."""
+    """The detail report's key columns, as a person reads them in a terminal (`--all`)."""
     detail = pd.read_csv(detail_path, keep_default_na=False)
     columns = {
         "topic_name": "topic",
@@ -251,6 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="re-measure every topic-day of the window, replacing what is stored (default: only what is missing)",
     )
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=10,
+        metavar="N",
+        help="list the N topics with the most partitions to add (then the busiest) per cluster, default 10",
+    )
+    parser.add_argument("--all", action="store_true", help="also print every topic's line (the full table)")
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():  # only there can Python take a signal
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
@@ -278,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 in_process=args.in_process,
                 backfill_days=max(args.backfill_days, 1),
                 force=args.force,
+                progress=lambda line: print(line, flush=True),
             )
     except RecommenderError as error:  # credentials, the Confluent Cloud API, the store: say which
         print(f"FAILED: {error}", file=sys.stderr)
@@ -289,10 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"window ending {end_day}: measured days {measured}")
     if len(outcome.recommended_days) > 1:
         print(f"recommended for {len(outcome.recommended_days)} days in {outcome.runs} runs")
+    for path in outcome.reports:  # the digest per cluster, then where the files are
+        if path.endswith("-detail-report.csv"):
+            print("\n".join(digest(pd.read_csv(path), top=max(args.top, 0))))
+            if args.all:
+                print(_terminal_table(path))
     for path in outcome.reports:
         print(f"report: {path}")
-        if path.endswith("-detail-report.csv"):
-            print(_terminal_table(path))
     for path in outcome.changes:
         print(f"changes: {path}")
     if outcome.provisioning is not None:

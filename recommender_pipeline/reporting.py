@@ -6,6 +6,7 @@ import itertools
 import os
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -203,14 +204,24 @@ def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
         raise
 
 
-def report_paths(reports_dir: Path, cluster_id: str, epoch: int, day: str, run_id: str) -> tuple[Path, Path]:
-    """`<cluster>-recommender-<epoch>-<day>-<run>-detail-report.csv` and its summary: the original
-    tool's prefix, then the day and the run, so that two days reported in the same second (a
-    backfill) never share a name. A name already taken gets a counter rather than overwriting."""
-    stem = f"{cluster_id}-recommender-{epoch}-{day}-{run_id[:8]}"
+class ReportPaths(NamedTuple):
+    detail: Path
+    summary: Path
+    html: Path
+
+
+def report_paths(reports_dir: Path, cluster_id: str, day: str, run_id: str) -> ReportPaths:
+    """`<cluster>-recommender-<day>-<run>-detail-report.csv`, its summary and `...-report.html`:
+    named by cluster and window day (the original tool's `-recommender-` kept, so a glob on it
+    still finds them), then the run, so two runs for the same day (a re-run, a backfill) never
+    share a name. A name already taken gets a counter rather than overwriting."""
+    stem = f"{cluster_id}-recommender-{day}-{run_id[:8]}"
     for suffix in itertools.chain([""], (f"-{n}" for n in itertools.count(2))):
-        detail = reports_dir / f"{stem}{suffix}-detail-report.csv"
-        summary = reports_dir / f"{stem}{suffix}-summary-report.csv"
-        if not detail.exists() and not summary.exists():
-            break
-    return detail, summary
+        paths = ReportPaths(
+            reports_dir / f"{stem}{suffix}-detail-report.csv",
+            reports_dir / f"{stem}{suffix}-summary-report.csv",
+            reports_dir / f"{stem}{suffix}-report.html",
+        )
+        if not any(path.exists() for path in paths):
+            return paths
+    raise AssertionError("unreachable")

@@ -1,29 +1,39 @@
-"""Per cluster, the detail and summary CSV reports for a day's recommendations."""
-
-import time
+"""Per cluster, the detail and summary CSV reports and the HTML report for a day's recommendations."""
 
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline.partitions import daily_partitions
+from recommender_pipeline.changes import write_text_atomically
+from recommender_pipeline.cluster_limits import capacities_for
+from recommender_pipeline.html_report import ReportInput, peak_per_partition, render_report
+from recommender_pipeline.partitions import daily_partitions, history_start
 from recommender_pipeline.reporting import detail_frame, report_paths, summary_rows, write_csv_atomically
-from recommender_pipeline.resources import SettingsResource
+from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="reports", kinds={"csv"})
+@dg.asset(partitions_def=daily_partitions, group_name="reports", kinds={"csv", "html"})
 def reports(
-    context: dg.AssetExecutionContext, topic_recommendations: pd.DataFrame, config: SettingsResource
+    context: dg.AssetExecutionContext,
+    topic_recommendations: pd.DataFrame,
+    config: SettingsResource,
+    store: MeasurementStoreResource,
 ) -> pd.DataFrame:
-    """`<cluster>-recommender-<epoch>-<day>-<run>-detail-report.csv` and `...-summary-report.csv`
-    in `REPORTS_DIR`, written atomically, never over another report; returns the files written."""
+    """`<cluster>-recommender-<day>-<run>-detail-report.csv`, `...-summary-report.csv` and
+    `...-report.html` (self-contained, charts inline, `html_report.py`) in `REPORTS_DIR`, written
+    atomically, never over another report; returns the files written."""
     settings = config.settings
-    epoch = int(time.time())
+    day = context.partition_key
     written = []
     if topic_recommendations.empty:
         context.log.warning("no topics to report")
+    if not topic_recommendations.empty:
+        # The charts show each topic's whole stored history, not only the window.
+        first_day = min(history_start(), str(topic_recommendations["window_start"].min()))
+        history = store.read_measurements(first_day, day)
+        cluster_types = store.read_inventory().groupby("cluster_id")["cluster_type"].first().to_dict()
     for cluster_id, recommendations in topic_recommendations.groupby("cluster_id", sort=True):
-        detail_path, summary_path = report_paths(
-            settings.reports_dir, str(cluster_id), epoch, context.partition_key, context.run.run_id
+        detail_path, summary_path, html_path = report_paths(
+            settings.reports_dir, str(cluster_id), day, context.run.run_id
         )
         detail = detail_frame(recommendations, settings)
         summary = pd.DataFrame(
@@ -32,6 +42,18 @@ def reports(
         )
         write_csv_atomically(detail, detail_path)
         write_csv_atomically(summary, summary_path)
+        cluster_type = cluster_types.get(cluster_id)
+        capacities = capacities_for(cluster_type if isinstance(cluster_type, str) else "", settings)
+        html = render_report(
+            ReportInput(
+                cluster_id=str(cluster_id),
+                day=day,
+                recommendations=recommendations,
+                history=history.loc[history["cluster_id"] == cluster_id],
+                peak_per_partition=peak_per_partition(capacities, settings.required_throughput_factor),
+            )
+        )
+        write_text_atomically(html, html_path)
         written += [
             {
                 "cluster_id": cluster_id,
@@ -45,11 +67,22 @@ def reports(
                 "path": str(summary_path.resolve()),
                 "rows": len(summary),
             },
+            {"cluster_id": cluster_id, "kind": "html", "path": str(html_path.resolve()), "rows": len(detail)},
         ]
-        context.log.info(f"cluster {cluster_id}: wrote {detail_path} ({len(detail)} topics) and {summary_path}")
+        context.log.info(
+            f"cluster {cluster_id}: wrote {detail_path} ({len(detail)} topics), {summary_path} and {html_path}"
+        )
     files = pd.DataFrame(written, columns=["cluster_id", "kind", "path", "rows"])
+    html_files = files.loc[files["kind"] == "html"]
+    # One link per cluster's HTML report; Dagster shows `path` and `url` metadata as links.
+    links = {
+        f"html_report_{row.cluster_id}": dg.MetadataValue.url(f"file://{row.path}") for row in html_files.itertuples()
+    }
+    if len(html_files) == 1:
+        links["html_report"] = dg.MetadataValue.path(html_files["path"].iloc[0])
     context.add_output_metadata(
         {
+            **links,
             "files": dg.MetadataValue.md(files.to_markdown(index=False)),
             "paths": dg.MetadataValue.json(files["path"].tolist()),
             "detail_rows": int(files.loc[files["kind"] == "detail", "rows"].sum()),

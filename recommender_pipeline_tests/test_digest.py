@@ -1,0 +1,36 @@
+"""The one command's digest: counts by action and the top topics, one screen at 2,000 topics."""
+
+from recommender_pipeline.digest import WIDTH, digest, shorten
+from recommender_pipeline.progress import progress_line
+from recommender_pipeline_testing.report_frames import recommendations_frame
+
+
+def test_the_digest_of_2000_topics_fits_one_screen():
+    frame = recommendations_frame(2000)
+    frame.loc[1995, "topic_name"] = "orders." + "x" * 150 + ".v2"
+    lines = digest(frame)
+    assert len(lines) <= 40 and max(len(line) for line in lines) <= WIDTH, lines
+    assert lines[0] == "lkc-1: 2000 topics, window 2026-11-28 to 2026-11-30"
+    # Every 5th topic increases (400, less t0010 in error) by i % 4 + 1 partitions: 997 to add.
+    assert lines[1] == "  increase 399 (+997 partitions), over-provisioned 229, keep 1371, n/a 1; in error 1"
+    rows = [line.split() for line in lines[4:14]]
+    assert [row[0] for row in rows[1:4]] == ["t1975", "t1955", "t1935"]  # +4 each, by peak
+    assert rows[0][0].startswith("orders.xxx") and rows[0][0].endswith("x.v2") and "…" in rows[0][0]
+    assert rows[1][1:5] == ["2", "6", "+4", "increase"]
+    assert lines[-1].startswith("  ... and 1990 more topics: --all")
+
+
+def test_top_n_lists_n_topics_and_zero_only_the_counts():
+    frame = recommendations_frame(50)
+    assert len(digest(frame, top=3)) == 2 + 1 + 1 + 3 + 1
+    assert len(digest(frame, top=0)) == 2
+
+
+def test_a_long_name_keeps_its_start_and_end():
+    assert shorten("a" * 30 + "b" * 30, 11) == "aaaaa…bbbbb"
+    assert shorten("short") == "short"
+
+
+def test_a_progress_line_names_each_cluster_with_topic_days_done_and_to_do():
+    line = progress_line("2026-11-30", {"lkc-1": 120}, {"lkc-1": 2000, "lkc-2": 5}, ["lkc-1", "lkc-2"])
+    assert line == "measuring 2026-11-30: lkc-1 120/2000 topic-days, lkc-2 0/5 topic-days"

@@ -1,0 +1,74 @@
+"""The HTML report as a file: self-contained, every topic in its table, charts for the top topics.
+No broker (frames built by hand with known numbers); the browser test opens a real one."""
+
+import re
+
+from recommender_pipeline.html_report import CHART_LIMIT, ReportInput, charted_topics, render_report
+from recommender_pipeline_testing.report_frames import MIB, history_frame, recommendations_frame
+
+# The namespaces of inline SVG are names, not references: nothing is fetched from them.
+NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+
+
+def render(topics: int, days: int = 3, **columns) -> str:
+    recommendations = recommendations_frame(topics).assign(**columns)
+    return render_report(
+        ReportInput("lkc-1", "2026-11-30", recommendations, history_frame(recommendations, days), 10 * MIB / 3)
+    )
+
+
+def table_topics(html: str) -> list[str]:
+    body = html.split('<table class="sortable" id="topics">', 1)[1].split("</tbody>", 1)[0]
+    return re.findall(r"<tr class=\"[^\"]*\">\s*<td>([^<]*)</td>", body)
+
+
+def test_the_report_loads_nothing_and_shows_every_topic_and_its_chart():
+    html = render(12)
+    assert set(re.findall(r"https?://[^\s\"'<>)]+", html)) <= NAMESPACES
+    assert not re.search(r"<script[^>]*\bsrc=|<link\b|<img\b|@import|url\((?!#)", html)  # url(#clip) is in-page
+    assert html.count("<svg") == 12 and html.count("</svg>") == 12  # 12 topics: every one charted
+    assert table_topics(html) == [f"t{i:04d}" for i in range(12)]
+    # Topics 0 and 5 increase (10 is in error), 3 is over-provisioned; cap 4500, 3400 after: 1100 left.
+    assert '<b id="count-increase">2</b>' in html
+    assert '<b id="count-over-provisioned">1</b>' in html
+    assert '<b id="count-error">1</b>' in html
+    assert "<b>1100</b>partitions of headroom after the increases: 3000 now, 3400 after, cap 4500" in html
+    # t0001 is estimated: its peak of 0.2 MiB/s with the interval +-10 %; t0000 is exact.
+    assert "204.80 KiB/s (95 %: 184.32 KiB/s to 225.28 KiB/s)" in html
+    assert "forecast" not in html.lower()
+
+
+def test_a_topic_name_is_escaped_not_interpreted():
+    html = render(3, topic_name=["<script>alert(1)</script>", "b", "c"])
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_charts_cover_the_largest_increases_then_the_busiest_topics():
+    recommendations = recommendations_frame(2000)
+    chosen = charted_topics(recommendations)
+    assert len(chosen) == CHART_LIMIT
+    # Every 5th topic increases by i % 4 + 1: +4 for i = 15, 35, ..., the largest first by peak.
+    assert chosen[:3] == ["t1995", "t1975", "t1955"]
+    assert chosen[20:23] == ["t1999", "t1998", "t1997"]  # then the busiest of the rest
+
+
+def test_2000_topics_make_one_page_of_30_charts_under_3_mb():
+    html = render(2000, days=30)
+    assert len(table_topics(html)) == 2000
+    assert html.count("<svg") == CHART_LIMIT
+    assert len(html.encode()) < 3 * 1024 * 1024
+
+
+def test_forecast_columns_are_shown_when_the_recommendations_have_them():
+    html = render(
+        2,
+        forecast_days=30,
+        forecast_peak_ingress_bytes_per_sec=[2 * MIB, 4 * MIB],
+        forecast_recommended_partitions=[4, 7],
+        trend_slope_bytes_per_sec_per_day=[0.05 * MIB, 0.1 * MIB],
+        trend_fit_days=[14, 14],
+    )
+    assert "<th data-type=\"num\">forecast partitions</th>" in html
+    assert '<td class="num" data-v="7">7</td>' in html
+    assert "4.00 MiB/s in 30 days → 7 partitions (trend 102.40 KiB/s per day over 14 days)" in html
