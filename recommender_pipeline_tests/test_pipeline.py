@@ -1,6 +1,7 @@
 """The whole asset graph through Dagster on the broker, read back from the CSV reports."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -172,8 +173,18 @@ def test_the_one_command_measures_missing_days_and_writes_reports(prefix, kafka_
     yesterday = today.fromordinal(today.toordinal() - 1)
     assert f"measured days {yesterday}, {today}" in first.stdout
     reports = [line.split("report: ", 1)[1] for line in first.stdout.splitlines() if line.startswith("report: ")]
-    assert len(reports) == 2 and all(Path(path).exists() for path in reports)
+    assert len(reports) == 3 and all(Path(path).exists() for path in reports)  # detail, summary, HTML
+    assert f"-recommender-{today}-" in reports[0] and reports[2].endswith("-report.html")
+    # Progress while measuring: each day's topic-days done per cluster, as its chunk stores them.
+    assert f"measuring {yesterday}: {CLUSTER_ID} 1/1 topic-days\nmeasuring {today}: {CLUSTER_ID} 1/1" in first.stdout
     detail, _ = read_reports(tmp_path / "reports")
+    # The digest, not a line per topic: the counts by action, then the topics with the most to add.
+    action, recommended = detail.loc[f"{prefix}.events", ["action", "recommended_partitions"]]
+    assert f"{CLUSTER_ID}: 1 topics, window {yesterday} to {today}\n" in first.stdout
+    assert re.search(rf"^  .*\b{action} 1\b.*; in error 0$", first.stdout, re.MULTILINE), first.stdout
+    change = rf"\+{recommended - 4} +" if action == "increase" else ""
+    topic_line = rf"^  {re.escape(prefix)}\.events +4 +{recommended} +{change}{re.escape(action)} "
+    assert re.search(topic_line, first.stdout, re.MULTILINE), first.stdout
     assert detail.loc[f"{prefix}.events", "records_in_window"] == 400
     assert detail.loc[f"{prefix}.events", "bytes_in_window"] == 400 * 50
 
