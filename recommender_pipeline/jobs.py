@@ -39,7 +39,8 @@ CLUSTER_TAG = "kafka_cluster"
 
 def day_range_tags(day: str, keys: list[str] | tuple[str, str], clusters: set[str]) -> dict[str, str]:
     """Tags that make one run measure one day of every topic key (first to last); the
-    `kafka_cluster` tag lets dagster.yaml keep one measurement run per set of clusters."""
+    `kafka_cluster` tag names the run's clusters in the UI. The instance keeps one measuring run
+    at a time whatever its tags, by the measuring op's pool (`deploy/dagster.yaml`)."""
     return {RANGE_START: f"{day}|{keys[0]}", RANGE_END: f"{day}|{keys[-1]}", CLUSTER_TAG: ",".join(sorted(clusters))}
 
 

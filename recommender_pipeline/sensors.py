@@ -35,6 +35,8 @@ def _measure_days(context: dg.ScheduleEvaluationContext, run_keys: dict[str, str
     cron_schedule="30 0 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="At 00:30 UTC: one run measures yesterday for every topic of every cluster, plus one per earlier "
+    "day of the window with topic-days in error or missing. Turn on recommendations_after_measurement_sensor too.",
 )
 def daily_measurement_schedule(
     context: dg.ScheduleEvaluationContext, store: MeasurementStoreResource, config: SettingsResource
@@ -55,6 +57,8 @@ def daily_measurement_schedule(
     cron_schedule="5 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Five minutes past each hour: captures the hour just ended for every topic, so topics that keep "
+    "only hours (short retention.ms) are read before their records are deleted.",
 )
 def hourly_capture_schedule(context: dg.ScheduleEvaluationContext):
     """Five minutes past each hour, captures the hour just ended (`measuring/hours.py`): a topic
@@ -64,19 +68,36 @@ def hourly_capture_schedule(context: dg.ScheduleEvaluationContext):
     return _measure_days(context, {day: f"capture-{day}T{ended.hour:02d}"})
 
 
+MEASUREMENTS_KEY = dg.AssetKey("topic_measurements")
+
+
+def measured(run: dg.DagsterRun) -> bool:
+    """Whether a run measures: `measurement_job` (schedule, command) or any run whose assets
+    include `topic_measurements`, as a Materialize click or a backfill in the UI launches
+    (Dagster's `__ASSET_JOB`)."""
+    return run.job_name == measurement_job.name or MEASUREMENTS_KEY in (run.asset_selection or ())
+
+
 def _recommend_for(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
-    start = context.dagster_run.tags.get(RANGE_START) or context.dagster_run.tags.get("dagster/partition", "")
+    run = context.dagster_run
+    if not measured(run):
+        return dg.SkipReason(f"run {run.run_id} of {run.job_name} measures nothing")
+    start = run.tags.get(RANGE_START) or run.tags.get("dagster/partition", "")
     day, _ = split_day_topic_key(start)
     if not day:
         return dg.SkipReason("the measurement run names no day")
-    return dg.RunRequest(run_key=f"recommend-{day}-{context.dagster_run.run_id}", partition_key=day)
+    return dg.RunRequest(run_key=f"recommend-{day}-{run.run_id}", partition_key=day)
 
 
+# No `monitored_jobs`: the sensors watch every run of this code location and keep those that
+# measure (`measured`), so a day measured from the UI, a backfill, the schedule or the command
+# gets its recommendations alike.
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[measurement_job],
     request_job=recommendation_job,
     default_status=dg.DefaultSensorStatus.STOPPED,
+    description="After any successful run that measured a day (schedule, command, UI or backfill): one run "
+    "recommends for the window ending on that day and writes its reports.",
 )
 def recommendations_after_measurement_sensor(context: dg.RunStatusSensorContext):
     """A day's measurement finished: recommend for the window that ends on that day."""
@@ -84,9 +105,10 @@ def recommendations_after_measurement_sensor(context: dg.RunStatusSensorContext)
 
 
 @dg.run_failure_sensor(
-    monitored_jobs=[measurement_job],
     request_job=recommendation_job,
     default_status=dg.DefaultSensorStatus.STOPPED,
+    description="After a run that measured a day but failed for some topics: the others are stored, so it still "
+    "recommends for that day; the failed topics show as error in the reports.",
 )
 def recommendations_after_partial_measurement_sensor(context: dg.RunFailureSensorContext):
     """A day's measurement failed for some topics: the others are stored, so still recommend;
@@ -94,7 +116,13 @@ def recommendations_after_partial_measurement_sensor(context: dg.RunFailureSenso
     return _recommend_for(context)
 
 
-@dg.sensor(job=inventory_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(
+    job=inventory_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Every 5 minutes: adds a topics partition for each new topic and retires deleted ones (their "
+    "measured days stay visible for the rolling history), then refreshes the inventory.",
+)
 def topic_discovery_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, config: SettingsResource):
     """Adds a `topics` partition for each new topic and retires deleted ones.
 

@@ -8,13 +8,16 @@ import dagster as dg
 import pandas as pd
 from confluent_kafka.admin import AdminClient
 
+from recommender_pipeline.assets.measurements import measure_topic_chunk
 from recommender_pipeline.measuring import hours
 from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status
 from recommender_pipeline.partitions import HISTORY_DAYS, topics_partitions
 from recommender_pipeline.sensors import (
+    MEASUREMENTS_KEY,
     daily_measurement_schedule,
     hourly_capture_schedule,
+    measured,
     recommendations_after_measurement_sensor,
     recommendations_after_partial_measurement_sensor,
     topic_discovery_sensor,
@@ -28,8 +31,22 @@ def test_the_instance_template_loads_with_run_and_pool_limits(tmp_path):
     (tmp_path / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
     concurrency = dg.DagsterInstance.from_config(str(tmp_path)).get_concurrency_config()
     assert concurrency.run_queue_config.max_concurrent_runs == 4
-    assert concurrency.run_queue_config.tag_concurrency_limits[0]["key"] == "kafka_cluster"
-    assert concurrency.pool_config.default_pool_limit == 4
+    # One measuring run at a time, whatever launched it: a slot of the measuring op's pool per run.
+    assert concurrency.pool_config.pool_granularity.value == "run"
+    assert concurrency.pool_config.default_pool_limit == 1
+    assert measure_topic_chunk.pool == "measurement_chunks"
+
+
+def test_any_run_that_measures_is_followed_by_recommendations():
+    """The schedule's and the command's `measurement_job`, and the UI's or a backfill's
+    `__ASSET_JOB` with `topic_measurements`; not a run that only recommends or inventories."""
+    tags = {"dagster/asset_partition_range_start": "2026-03-09|c1/orders"}
+    assert measured(dg.DagsterRun(job_name="measurement_job", tags=tags))
+    ui_run = dg.DagsterRun(job_name="__ASSET_JOB", tags=tags, asset_selection=frozenset({MEASUREMENTS_KEY}))
+    assert measured(ui_run)
+    recommending = frozenset({dg.AssetKey("topic_recommendations"), dg.AssetKey("reports")})
+    assert not measured(dg.DagsterRun(job_name="__ASSET_JOB", asset_selection=recommending))
+    assert not measured(dg.DagsterRun(job_name="recommendation_job", tags={"dagster/partition": "2026-03-09"}))
 
 
 def test_the_daily_tick_measures_the_day_just_closed_for_every_topic(configure, pipeline):
@@ -188,3 +205,10 @@ def test_every_schedule_and_sensor_starts_stopped():
     assert all(s.default_status == dg.DefaultScheduleStatus.STOPPED for s in ALL_SCHEDULES)
     assert len(ALL_SENSORS) == 3
     assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in ALL_SENSORS)
+
+
+def test_every_schedule_and_sensor_describes_itself_in_the_ui():
+    from recommender_pipeline.sensors import ALL_SCHEDULES, ALL_SENSORS
+
+    for definition in [*ALL_SCHEDULES, *ALL_SENSORS]:
+        assert definition.description and len(definition.description) > 40, definition.name
