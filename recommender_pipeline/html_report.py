@@ -203,7 +203,7 @@ def _topic_facts(row: dict, forecast: bool) -> dict:
         "recommended": recommended,
         "change": recommended - now if row["action"] == "increase" else 0,
         "needed": _int(row.get("needed_partitions")),
-        "binding": row.get("binding") or "",
+        "binding": _text(row.get("binding")),
         "peak": float(row["peak_ingress_bytes_per_sec"]),
         "peak_text": rate(row["peak_ingress_bytes_per_sec"]),
         "peak_interval": "" if exact else _interval(row.get("peak_ci_low"), row.get("peak_ci_high"), rate),
@@ -216,7 +216,7 @@ def _topic_facts(row: dict, forecast: bool) -> dict:
         "hot_key": row.get("hot_key") == "yes",
         "exact": exact,
         "days_measured": _int(row.get("days_measured")),
-        "reason": row.get("reason") or "",
+        "reason": _text(row.get("reason")),
     }
     if forecast:
         facts.update(
@@ -253,6 +253,11 @@ def _interval(low: object, high: object, show) -> str:
 
 def _known(value: object) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and not pd.isna(value)
+
+
+def _text(value: object) -> str:
+    """A text cell; a missing one (None, NaN) is empty, never "nan"."""
+    return str(value) if _known(value) else ""
 
 
 def _int(value: object) -> int | None:
