@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 
@@ -25,6 +31,8 @@ from recommender_pipeline.jobs import (
     measurement_run_config,
 )
 from recommender_pipeline.partitions import split_topic_key, topics_partitions
+
+BIN = Path(sys.executable).parent  # the environment's scripts: dagster-celery, celery
 
 
 def measure_day(day: date, in_process: bool = False, max_concurrent: int = 0, force: bool = False) -> dict:
@@ -48,6 +56,49 @@ def measure_day(day: date, in_process: bool = False, max_concurrent: int = 0, fo
         raise_on_error=False,
     ) as result:
         return {"run_id": result.run_id, "success": result.success, "topics": len(keys)}
+
+
+class Workers:
+    """Celery workers started as the README says, each one chunk at a time, in its own session."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs, self.processes = env, logs, {}
+
+    def start(self, name: str) -> None:
+        command = [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app"]
+        command += ["-y", self.env["RECOMMENDER_EXECUTOR_CONFIG"], "-i", "recommender_pipeline.definitions"]
+        command += ["-n", name, "--", "--concurrency=1"]
+        log = (self.logs / f"{name}.log").open("w")
+        env = {**self.env, "PATH": f"{BIN}{os.pathsep}{self.env.get('PATH', '')}"}
+        self.processes[name] = subprocess.Popen(
+            command, env=env, cwd=self.logs, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for name in self.processes:
+            while " ready." not in (self.logs / f"{name}.log").read_text():
+                if self.processes[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited:\n" + (self.logs / f"{name}.log").read_text()[-3000:])
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} not ready after {timeout} s")
+                time.sleep(0.2)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL to the worker's whole session: the worker and its pool process die at once."""
+        os.killpg(self.processes[name].pid, signal.SIGKILL)
+        self.processes[name].wait(10)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
 
 
 def main() -> None:

@@ -11,8 +11,6 @@ PostgreSQL schemas and Redis databases.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
 from recommender_pipeline_testing.pipeline import REPO, command_env
-from recommender_pipeline_testing.scale_out import measure_day
+from recommender_pipeline_testing.scale_out import Workers, measure_day
 from recommender_pipeline_testing.workloads import create_topic, send_records, spread
 
 pytestmark = pytest.mark.integration
@@ -40,7 +38,6 @@ pytestmark = pytest.mark.integration
 TOPICS = 40
 DAY = datetime.now(UTC).date() - timedelta(days=1)
 TIMING_COLUMNS = ["measured_at", "duration_seconds"]  # when and how fast, not what was measured
-BIN = Path(sys.executable).parent
 # The same settings for both tiers (the fixture adds the topics' prefix as TOPIC_FILTER).
 SETTINGS = {
     "SAMPLING_DAYS": "1",
@@ -108,47 +105,6 @@ def schema_url(service_urls: tuple[str, str]) -> Iterator:
         for schema in schemas:
             connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
-
-
-class Workers:
-    """Celery workers started as the README says, each one chunk at a time, in its own session."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env, self.logs, self.processes = env, logs, {}
-
-    def start(self, name: str) -> None:
-        command = [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app"]
-        command += ["-y", self.env["RECOMMENDER_EXECUTOR_CONFIG"], "-i", "recommender_pipeline.definitions"]
-        command += ["-n", name, "--", "--concurrency=1"]
-        log = (self.logs / f"{name}.log").open("w")
-        env = {**self.env, "PATH": f"{BIN}{os.pathsep}{self.env.get('PATH', '')}"}
-        self.processes[name] = subprocess.Popen(
-            command, env=env, cwd=self.logs, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        for name in self.processes:
-            while " ready." not in (self.logs / f"{name}.log").read_text():
-                assert self.processes[name].poll() is None, (self.logs / f"{name}.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, f"{name} not ready after {timeout} s"
-                time.sleep(0.2)
-
-    def kill(self, name: str) -> None:
-        """SIGKILL to the worker's whole session: the worker and its pool process die at once."""
-        os.killpg(self.processes[name].pid, signal.SIGKILL)
-        self.processes[name].wait(10)
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
 
 
 def _instance_home(path: Path, yaml_path: Path) -> Path:
