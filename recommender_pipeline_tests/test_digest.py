@@ -1,4 +1,5 @@
-"""The one command's digest: counts by action and the top topics, one screen at 2,000 topics."""
+"""The one command's digest (counts by action, the top topics: one screen at 2,000 topics) and its
+progress lines while measuring."""
 
 from recommender_pipeline.digest import WIDTH, digest, shorten
 from recommender_pipeline.progress import progress_line
@@ -34,3 +35,38 @@ def test_a_long_name_keeps_its_start_and_end():
 def test_a_progress_line_names_each_cluster_with_topic_days_done_and_to_do():
     line = progress_line("2026-11-30", {"lkc-1": 120}, {"lkc-1": 2000, "lkc-2": 5}, ["lkc-1", "lkc-2"])
     assert line == "measuring 2026-11-30: lkc-1 120/2000 topic-days, lkc-2 0/5 topic-days"
+
+
+def test_progress_counts_a_runs_topic_days_per_cluster_from_its_events():
+    """A run found by the watcher's tag, its `topic_measurements` materializations counted per
+    cluster (what each measuring chunk emits as it stores rows); nothing else is counted."""
+    import dagster as dg
+
+    from recommender_pipeline.partitions import topic_key
+    from recommender_pipeline.progress import MeasurementProgress
+
+    stored = [("lkc-1", "orders"), ("lkc-1", "clicks"), ("lkc-2", "audit")]
+
+    @dg.op
+    def store_chunk():
+        for cluster_id, topic in stored:
+            key = dg.MultiPartitionKey({"date": "2026-11-30", "topic": topic_key(cluster_id, topic)})
+            yield dg.AssetMaterialization(asset_key="topic_measurements", partition=key)
+        yield dg.AssetMaterialization(asset_key="something_else", partition="2026-11-30|lkc-1/orders")
+        yield dg.Output(None)
+
+    @dg.job
+    def measuring():
+        store_chunk()
+
+    lines: list[str] = []
+    with dg.DagsterInstance.ephemeral() as instance:
+        with MeasurementProgress(instance, "2026-11-30", {"lkc-1": 2, "lkc-2": 4}, lines.append, 0.05) as watch:
+            assert measuring.execute_in_process(instance=instance, tags=watch.tags).success
+        silent = MeasurementProgress(instance, "2026-11-30", {"lkc-1": 2})
+        with silent:
+            measuring.execute_in_process(instance=instance, tags=silent.tags)
+    assert watch.done == {"lkc-1": 2, "lkc-2": 1}
+    assert lines and all(line.startswith("measuring 2026-11-30: ") for line in lines)
+    assert any("lkc-1 2/2 topic-days" in line for line in lines) and any("lkc-2 1/4" in line for line in lines)
+    assert silent.done == {}
