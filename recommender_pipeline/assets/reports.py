@@ -1,5 +1,7 @@
 """Per cluster, the detail and summary CSV reports and the HTML report for a day's recommendations."""
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
@@ -76,7 +78,8 @@ def reports(
     html_files = files.loc[files["kind"] == "html"]
     # One link per cluster's HTML report; Dagster shows `path` and `url` metadata as links.
     links = {
-        f"html_report_{row.cluster_id}": dg.MetadataValue.url(f"file://{row.path}") for row in html_files.itertuples()
+        f"html_report_{row.cluster_id}": dg.MetadataValue.url(Path(row.path).as_uri())
+        for row in html_files.itertuples()
     }
     if len(html_files) == 1:
         links["html_report"] = dg.MetadataValue.path(html_files["path"].iloc[0])
