@@ -159,3 +159,27 @@ def test_a_day_range_launched_from_the_ui_is_limited_and_recommended(
         sensor_runs = {tags_of(r).get("dagster/sensor_name") for r in recommendations}
         assert sensor_runs == {"recommendations_after_measurement_sensor"}
     print(f"UI launch, limit and recommendations: {time.monotonic() - started:.0f} s")
+
+
+def test_materialize_all_stays_bounded():
+    """ "Materialize all" on the lineage selects every partition of every asset (Dagster's dialog
+    has no other default). What keeps it sane: the date dimension is the rolling history, each
+    date of `topic_measurements` is one run over every topic, and every measuring run takes the
+    one slot of the measuring pool (so they run one after the other)."""
+    from recommender_pipeline.definitions import defs
+    from recommender_pipeline.partitions import HISTORY_DAYS, daily_partitions, daily_topic_partitions
+
+    graph = defs.resolve_asset_graph()
+    partitioned = {
+        key.to_user_string(): defs.resolve_assets_def(key).partitions_def for key in graph.get_all_asset_keys()
+    }
+    assert partitioned.pop("topic_measurements") == daily_topic_partitions
+    assert {partitioned.pop("credentials"), partitioned.pop("cluster_inventory")} == {None}
+    assert set(partitioned.values()) == {daily_partitions}  # the 5 daily assets: a run per day at most
+    assert len(daily_partitions.get_partition_keys()) == HISTORY_DAYS + 1
+    measurements = defs.resolve_assets_def("topic_measurements")
+    assert measurements.backfill_policy == dg.BackfillPolicy.single_run()  # one run per date
+    assert {op.pool for op in measurements.node_def.node_defs} == {None, POOL}
+    assert {defs.resolve_assets_def(key).group_names_by_key[key] for key in graph.get_all_asset_keys()} == {
+        "recommender"
+    }

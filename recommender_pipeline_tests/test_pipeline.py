@@ -96,7 +96,9 @@ def test_whole_graph_reports_every_topic_row_by_row(dataset, window, pipeline, t
     assert summary["topics_over_provisioned"] == "1"
     metadata = result.asset_materializations_for_node("topic_recommendations")[0].metadata
     assert metadata["topics"].value == 9
-    assert "| cluster_id" in metadata["recommendations"].value
+    table = metadata["recommendations"]  # Dagster table metadata, what the UI shows
+    assert [column.name for column in table.schema.columns][:4] == ["topic", "now", "recommended", "action"]
+    assert {record.data["topic"] for record in table.records} == set(detail.index)
 
 
 def test_peak_ingress_binds_when_consumers_are_slow(dataset, window, tmp_path):

@@ -35,7 +35,7 @@ def cluster_target(kafka: KafkaResource, cluster_id: str) -> ClusterTarget:
     return ClusterTarget(cluster_id, properties["bootstrap.servers"], authenticated=protocol != "PLAINTEXT")
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="reports", kinds={"json", "terraform"})
+@dg.asset(partitions_def=daily_partitions, group_name="recommender", kinds={"json", "terraform"})
 def partition_changes(
     context: dg.AssetExecutionContext,
     topic_recommendations: pd.DataFrame,

@@ -8,7 +8,7 @@ from recommender_pipeline.resources import KafkaResource
 MANIFEST_COLUMNS = ["cluster_id", "bootstrap_servers", "source", "key_id", "security_protocol"]
 
 
-@dg.asset(group_name="inventory", kinds={"kafka"})
+@dg.asset(group_name="recommender", kinds={"kafka"})
 def credentials(context: dg.AssetExecutionContext, kafka: KafkaResource) -> pd.DataFrame:
     """One row per Kafka cluster the pipeline can reach: id, bootstrap servers, where the
     credentials came from (env, aws_secrets_manager, provisioned) and the API key id.

@@ -11,7 +11,7 @@ from recommender_pipeline.resources.store import INVENTORY_COLUMNS
 from recommender_pipeline.topic_listing import UNSUPPORTED_IN_KEYS, list_cluster_topics
 
 
-@dg.asset(group_name="inventory", kinds={"kafka", "duckdb"}, io_manager_key="inventory_io_manager")
+@dg.asset(group_name="recommender", kinds={"kafka", "duckdb"}, io_manager_key="inventory_io_manager")
 def cluster_inventory(
     context: dg.AssetExecutionContext,
     credentials: pd.DataFrame,

@@ -255,11 +255,16 @@ def partition_metadata(row: dict) -> dict:
 @dg.graph_asset(
     partitions_def=daily_topic_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="measurements",
+    group_name="recommender",
     kinds={"kafka", "duckdb"},
 )
 def topic_measurements(cluster_inventory: pd.DataFrame):
     """What each topic carried on each UTC day: records and bytes in the day, mean record size,
     average and peak (hourly) ingress in bytes/s, per-partition skew, and whether the numbers are
-    exact or estimated. Rows live in the measurement store (DuckDB by default)."""
+    exact or estimated. Rows live in the measurement store (DuckDB by default).
+
+    In the UI, each topic-day is a partition: "latest materialization" is whichever topic-day
+    was stored last, not a summary of the newest day; the Partitions tab shows every day and
+    topic. Until `cluster_inventory` has added topics there are no partitions at all, and the
+    catalog counts none missing."""
     return summarize_measurements(plan_measurement_chunks(cluster_inventory).map(measure_topic_chunk).collect())

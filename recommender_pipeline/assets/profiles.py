@@ -27,7 +27,7 @@ def observable(day: date, now_ms: int) -> bool:
 
 @dg.asset(
     partitions_def=daily_partitions,
-    group_name="recommendations",
+    group_name="recommender",
     kinds={"kafka", "duckdb"},
 )
 def topic_profiles(

@@ -10,7 +10,7 @@ from recommender_pipeline.resources import KafkaResource, SettingsResource
 COLUMNS = ["cluster_id", "topic", "records", "created", "error"]
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="reports", kinds={"kafka"})
+@dg.asset(partitions_def=daily_partitions, group_name="recommender", kinds={"kafka"})
 def published_recommendations(
     context: dg.AssetExecutionContext,
     topic_recommendations: pd.DataFrame,

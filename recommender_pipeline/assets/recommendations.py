@@ -12,6 +12,7 @@ from recommender_pipeline.measuring.days import window_days
 from recommender_pipeline.partitions import daily_partitions
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
 from recommender_pipeline.topic_window import build_recommendations
+from recommender_pipeline.ui_tables import recommendations_table
 
 with warnings.catch_warnings():
     # Beta in this Dagster release, and exactly the mapping wanted: a day's recommendation
@@ -19,27 +20,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)
     MEASUREMENTS_OF_THE_DAY = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
 
-PREVIEW_COLUMNS = [
-    "cluster_id",
-    "topic_name",
-    "number_of_partitions",
-    "recommended_partitions",
-    "action",
-    "peak_ingress_bytes_per_sec",
-    "avg_ingress_bytes_per_sec",
-    "needed_partitions",
-    "binding",
-    "consumer_groups",
-    "lag_trend",
-    "hot_key",
-    "keys_remapped_share",
-    "status",
-]
-
 
 @dg.asset(
     partitions_def=daily_partitions,
-    group_name="recommendations",
+    group_name="recommender",
     kinds={"pandas"},
     deps=[dg.AssetDep("topic_measurements", partition_mapping=MEASUREMENTS_OF_THE_DAY), "topic_profiles"],
 )
@@ -60,8 +44,11 @@ def topic_recommendations(
     measurements = store.read_measurements(history_start.isoformat(), end_day.isoformat())
     profiles = store.read_profiles(first_day.isoformat(), end_day.isoformat())
     recommendations = build_recommendations(cluster_inventory, measurements, end_day, settings, profiles)
+    # The asset page's "latest materialization" is the latest run, whichever day it recommended
+    # for: its metadata names that day first.
+    window = {"window_end_day": end_day.isoformat(), "window_start_day": first_day.isoformat()}
     if recommendations.empty:
-        context.add_output_metadata({"topics": 0})
+        context.add_output_metadata({**window, "topics": 0})
         return recommendations
     limits = {}
     for cluster_id in sorted(recommendations["cluster_id"].unique()):
@@ -81,6 +68,7 @@ def topic_recommendations(
     counts = recommendations["action"].value_counts().to_dict()
     context.add_output_metadata(
         {
+            **window,
             "topics": len(recommendations),
             "topics_to_increase": int(counts.get("increase", 0)),
             "topics_over_provisioned": int(counts.get("over-provisioned", 0)),
@@ -104,9 +92,7 @@ def topic_recommendations(
             ),
             "cluster_limits": dg.MetadataValue.json(limits),
             "clusters_over_cap": dg.MetadataValue.json(sorted(c for c, v in limits.items() if v["after"] > v["cap"])),
-            "recommendations": dg.MetadataValue.md(
-                recommendations[PREVIEW_COLUMNS].head(100).to_markdown(index=False, floatfmt=".1f")
-            ),
+            "recommendations": recommendations_table(recommendations),
         }
     )
     return recommendations

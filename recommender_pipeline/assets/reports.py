@@ -13,7 +13,7 @@ from recommender_pipeline.reporting import detail_frame, report_paths, summary_r
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="reports", kinds={"csv", "html"})
+@dg.asset(partitions_def=daily_partitions, group_name="recommender", kinds={"csv", "html"})
 def reports(
     context: dg.AssetExecutionContext,
     topic_recommendations: pd.DataFrame,
