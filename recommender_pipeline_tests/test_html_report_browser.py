@@ -2,10 +2,10 @@
 
 Three topics get three days of growing traffic on the broker; `recommender-pipeline --in-process`
 measures and reports them; Debian's /usr/bin/chromium, headless through Playwright, opens the
-cluster's `.html` as a file:// URL in an offline context that aborts (and records) any request
-that is not the file itself, sorts the table by peak both ways and checks the order against the
-detail CSV. The screenshot goes to the test's temporary folder, or over the README's image with
-`REFRESH_SCREENSHOTS=1`.
+cluster's `.html` by the file:// URL that the `reports` asset's metadata links, in an offline
+context that aborts (and records) any request that is not the file itself, sorts the table by
+peak both ways and checks the order against the detail CSV. The screenshot goes to the test's
+temporary folder, or over the README's image with `REFRESH_SCREENSHOTS=1`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -78,9 +80,14 @@ def test_the_html_report_opens_offline_and_sorts_its_table(prefix, kafka_bootstr
     by_peak = detail.sort_values("peak_ingress_bytes_per_sec")["topic_name"].tolist()
     assert len(set(detail["peak_ingress_bytes_per_sec"])) == 3  # no tie: one right order
 
+    # The link the `reports` asset's metadata gives the UI is the file the command printed.
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("reports"))
+        url = event.asset_materialization.metadata[f"html_report_{CLUSTER_ID}"].value
+    assert url == Path(html_path).as_uri()
+
     screenshots = README_SCREENSHOTS if os.environ.get("REFRESH_SCREENSHOTS") == "1" else tmp_path / "screenshots"
     screenshots.mkdir(parents=True, exist_ok=True)
-    url = f"file://{html_path}"
     requested: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
