@@ -1,4 +1,4 @@
-"""The Dagster UI in a real browser: the asset graph and a materialized day's recommendations.
+"""The Dagster UI in a real browser: the asset graph, a measured day and its recommendations.
 
 Debian's /usr/bin/chromium, driven headless by Playwright (never `playwright install`), against
 `dagster dev` on the instance the one command filled. Screenshots go to the test's temporary
@@ -26,7 +26,24 @@ from recommender_pipeline_testing.pipeline import CLUSTER_ID, CONFIG_VARIABLES, 
 from recommender_pipeline_testing.workloads import create_topic, produce
 
 README_SCREENSHOTS = REPO / "docs" / "screenshots"
-ASSETS = ["credentials", "cluster_inventory", "topic_measurements", "topic_recommendations", "reports"]
+ASSETS = [  # all in one group: the lineage draws no group boxes and shows every asset at first sight
+    "credentials",
+    "cluster_inventory",
+    "topic_measurements",
+    "topic_profiles",
+    "topic_recommendations",
+    "reports",
+    "partition_changes",
+    "published_recommendations",
+]
+# The table's headers in the UI, for the detail report's columns.
+TABLE_COLUMNS = {
+    "now": "number_of_partitions",
+    "recommended": "recommended_partitions",
+    "action": "action",
+    "binding": "binding",
+    "status": "status",
+}
 TIMEOUT_MS = 30_000
 
 
@@ -44,6 +61,11 @@ def require_chromium() -> None:
 def cells(row_text: str) -> list[str]:
     """A table row's cells from its inner text (tab-separated; empty cells dropped)."""
     return [cell.strip() for cell in row_text.split("\t") if cell.strip()]
+
+
+def all_cells(row_text: str) -> list[str]:
+    """A table row's cells from its inner text, empty ones kept (so columns stay aligned)."""
+    return [cell.strip() for cell in row_text.split("\t")]
 
 
 def widen_to_fit(page, element, margin: int = 48, max_width: int = 3000) -> None:
@@ -111,34 +133,60 @@ def test_ui_shows_the_asset_graph_and_a_days_recommendations(prefix, kafka_boots
             page.set_default_timeout(TIMEOUT_MS)
             expect.set_options(timeout=TIMEOUT_MS)
 
-            # The asset graph, every group expanded.
+            # The asset graph: one group, so every asset shows at first sight, nothing to expand.
+            # 2400 px wide, the fitted graph is large enough for Dagster to draw full nodes.
+            page.set_viewport_size({"width": 2400, "height": 1100})
             page.goto(f"{server.url}/asset-groups", wait_until="networkidle")
             if community_modal:  # "Join the Dagster community", on an instance's first visit
                 page.get_by_role("button", name="Skip").click()
                 expect(page.get_by_text("Join the Dagster community")).to_be_hidden()
             expect(page.get_by_text("Global asset lineage")).to_be_visible()
             page.get_by_text("Hide navigation").click()
-            page.get_by_placeholder("Jump to…").locator("xpath=following::button[1]").click()  # the asset tree
-            expect(page.get_by_text("recommendations", exact=True).first).to_be_visible()
-            page.keyboard.press("Alt+e")  # "Expand all groups" (the graph's context menu)
-            for name in ASSETS:
-                expect(page.get_by_text(name, exact=True).last).to_be_visible()
+            for name in ASSETS:  # the asset list beside the graph
+                expect(page.get_by_role("button", name=re.compile(rf"^\S+ {name} {name}$"))).to_be_visible()
+            page.get_by_placeholder("Jump to…").locator("xpath=following::button[1]").click()  # hide the list
+            for name in ASSETS:  # each node of the graph, drawn in full with its whole name
+                expect(page.get_by_text(name, exact=True).first).to_be_visible()
+            expect(page.get_by_text("Latest event")).to_have_count(len(ASSETS))
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(screenshots / "asset-graph.png"))
+            page.set_viewport_size({"width": 1920, "height": 1080})
 
-            # The day's partition of topic_recommendations: its metadata and markdown table.
+            # The measured day: topic_measurements' partitions, one topic-day and its numbers.
+            orders = f"{prefix}.orders"
+            page.goto(f"{server.url}/assets/topic_measurements?view=partitions&partition={day}|{CLUSTER_ID}/{orders}")
+            expect(page.get_by_text("Latest materialization")).to_be_visible()
+            expect(page.get_by_text(f"{CLUSTER_ID}/{orders}", exact=True).first).to_be_visible()
+            expect(page.get_by_text("peak_ingress_bytes_per_sec", exact=True)).to_be_visible()
+            measured = dict(cells(row)[:2] for row in page.get_by_role("row").all_inner_texts() if len(cells(row)) == 2)
+            assert measured["records"] == str(topics[orders][1]), measured
+            assert measured["bytes"] == str(topics[orders][1] * topics[orders][2]), measured
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(screenshots / "measured-day.png"))
+
+            # The day's partition of topic_recommendations: its metadata and table of topics.
             page.goto(f"{server.url}/assets/topic_recommendations?view=partitions&partition={day}")
             expect(page.get_by_text("Latest materialization")).to_be_visible()
-            table = page.locator("table table")  # the "recommendations" markdown, inside the metadata table
-            expect(table.get_by_role("row")).to_have_count(1 + len(topics))
+            table = page.locator("table table")  # the "recommendations" table, inside the metadata table
+            expect(table.locator("tbody tr")).to_have_count(len(topics))
             metadata = dict(cells(row)[:2] for row in page.get_by_role("row").all_inner_texts() if len(cells(row)) == 2)
             assert metadata["topics"] == str(len(topics)), metadata
-            header, *rows = [cells(row) for row in table.get_by_role("row").all_inner_texts()]
-            shown = pd.DataFrame(rows, columns=header).set_index("topic_name")
+            assert metadata["window_end_day"] == day, metadata
+            header = [cell.strip() for cell in table.locator("thead th").all_inner_texts()]
+            assert header[:7] == ["topic", "now", "recommended", "action", "binding", "status", "peak B/s"], header
+            rows = [all_cells(row) for row in table.locator("tbody tr").all_inner_texts()]
+            shown = pd.DataFrame(rows, columns=header).set_index("topic")
             for topic in topics:
-                for column in ("number_of_partitions", "recommended_partitions", "action", "binding", "status"):
-                    assert shown.loc[topic, column] == report.loc[topic, column], (topic, column, shown.loc[topic])
+                for column, source in TABLE_COLUMNS.items():
+                    assert shown.loc[topic, column] == report.loc[topic, source], (topic, column, shown.loc[topic])
+            # The columns a person acts on fit a 1600 px screen; the reason column follows them.
+            page.set_viewport_size({"width": 1600, "height": 1000})
+            page.wait_for_timeout(300)  # let the layout settle
+            status_cell = table.locator("thead th").nth(header.index("status"))
+            box = status_cell.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 1600, box
             widen_to_fit(page, table)
+            table.scroll_into_view_if_needed()
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(screenshots / "topic-recommendations.png"))
         finally:
