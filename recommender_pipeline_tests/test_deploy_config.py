@@ -113,10 +113,7 @@ def test_the_helm_values_say_what_the_checked_instance_says():
         postgres["service"]["port"],
     )
     assert database["params"] == postgres["postgresqlParams"]
-    assert _snake_keys(values["concurrency"]["runs"]) == {
-        **instance["concurrency"]["runs"],
-        "tag_concurrency_limits": _snake_keys(instance["concurrency"]["runs"]["tag_concurrency_limits"]),
-    }
+    assert _snake_keys(values["concurrency"]["runs"]) == instance["concurrency"]["runs"]
     assert _snake_keys(values["concurrency"]["pools"]) == instance["concurrency"]["pools"]
     assert values["dagsterDaemon"]["runRetries"] == {"enabled": True, "maxRetries": 1}
     assert instance["run_retries"] == {"enabled": True, "max_retries": 1}
