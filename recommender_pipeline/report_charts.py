@@ -60,24 +60,19 @@ def topic_chart_svg(history: pd.DataFrame, lines: ChartLines, title: str) -> str
                 axes.fill_between(
                     days[estimated], low[estimated], high[estimated], color=PEAK, alpha=0.15, label="peak 95 % interval"
                 )
-            axes.plot(
-                days,
-                history["peak_ingress_bytes_per_sec"].astype(float),
-                color=PEAK,
-                marker="o",
-                markersize=3,
-                linewidth=1.5,
-                label="daily peak",
-            )
-            axes.plot(
-                days,
-                history["avg_ingress_bytes_per_sec"].astype(float),
-                color=AVERAGE,
-                marker="o",
-                markersize=2,
-                linewidth=1,
-                label="daily average",
-            )
+            for column, color, size, label in (
+                ("peak_ingress_bytes_per_sec", PEAK, 3, "daily peak"),
+                ("avg_ingress_bytes_per_sec", AVERAGE, 2, "daily average"),
+            ):
+                axes.plot(
+                    days,
+                    history[column].astype(float),
+                    color=color,
+                    marker="o",
+                    markersize=size,
+                    linewidth=size / 2,
+                    label=label,
+                )
             first, last = days.min(), days.max()
         else:
             first = last = pd.Timestamp(lines.forecast_day or date.today())
