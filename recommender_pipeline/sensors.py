@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from recommender_pipeline.assets.measurements import measure_topic_chunk
 from recommender_pipeline.jobs import RANGE_START, day_range_tags, inventory_job, measurement_job, recommendation_job
 from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.partitions import (
@@ -72,10 +73,14 @@ MEASUREMENTS_KEY = dg.AssetKey("topic_measurements")
 
 
 def measured(run: dg.DagsterRun) -> bool:
-    """Whether a run measures: `measurement_job` (schedule, command) or any run whose assets
-    include `topic_measurements`, as a Materialize click or a backfill in the UI launches
-    (Dagster's `__ASSET_JOB`)."""
-    return run.job_name == measurement_job.name or MEASUREMENTS_KEY in (run.asset_selection or ())
+    """Whether a run measures: `measurement_job` (schedule, command), any run whose assets
+    include `topic_measurements` (a Materialize click or a backfill in the UI: Dagster's
+    `__ASSET_JOB`), or any other run whose plan holds `measure_topic_chunk`, as its pool says
+    (an ad hoc job such as `dg.materialize`'s, which names no asset selection)."""
+    if run.job_name == measurement_job.name or MEASUREMENTS_KEY in (run.asset_selection or ()):
+        return True
+    pools = run.run_op_concurrency.all_pools if run.run_op_concurrency else None
+    return measure_topic_chunk.pool in (pools or ())
 
 
 def _recommend_for(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
