@@ -48,6 +48,17 @@ query DaemonHealth {
 }
 """
 
+# The mutation the UI's "Launch backfill" (and a partition range's "Materialize") sends.
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
 WORKSPACE_QUERY = """
 query Workspace {
   workspaceOrError {

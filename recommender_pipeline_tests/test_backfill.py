@@ -10,19 +10,9 @@ import pandas as pd
 
 from recommender_pipeline import definitions
 from recommender_pipeline.partitions import topics_partitions
-from recommender_pipeline_testing.dagster_server import dagster_dev
+from recommender_pipeline_testing.dagster_server import LAUNCH_BACKFILL, dagster_dev
 from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES, REPO
 
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
 STATUS = """
 query Status($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
@@ -37,7 +27,7 @@ DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELE
 
 def backfill(server, assets: list[str], partitions: list[str], timeout: float = 300.0) -> dict:
     params = {"assetSelection": [{"path": [name]} for name in assets], "partitionNames": partitions}
-    launched = server.graphql(LAUNCH, {"params": params})["launchPartitionBackfill"]
+    launched = server.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     deadline = time.monotonic() + timeout
     while True:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pytest
 
-from recommender_pipeline_testing.browser import CHROMIUM, CHROMIUM_ARGS
+from recommender_pipeline_testing.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import CLUSTER_ID, REPO, command_env
 from recommender_pipeline_testing.workloads import create_topic, produce
@@ -31,16 +30,6 @@ TIMEOUT_MS = 30_000
 TOPICS = {"orders": (3, [300, 600, 900]), "clicks": (2, [400, 400, 400]), "audit": (1, [50, 20, 100])}
 
 
-def require_chromium() -> None:
-    """As `test_ui.py`: skipped only when chromium is missing outside CI."""
-    if CHROMIUM.exists():
-        return
-    message = f"{CHROMIUM} is missing: apt-get install chromium"
-    if os.environ.get("BROWSER_UNAVAILABLE"):
-        pytest.skip(f"{message}: {os.environ['BROWSER_UNAVAILABLE']}")
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI must run the browser test, not skip it)")
-    pytest.skip(message)
 
 
 def topic_column(page) -> list[str]:

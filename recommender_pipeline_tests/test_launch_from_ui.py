@@ -23,21 +23,11 @@ from recommender_pipeline.assets.measurements import measure_topic_chunk
 from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG
 from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.partitions import topics_partitions
-from recommender_pipeline_testing.dagster_server import dagster_dev, expect_type, wait_until
+from recommender_pipeline_testing.dagster_server import LAUNCH_BACKFILL, dagster_dev, expect_type, wait_until
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES, REPO
 from recommender_pipeline_testing.workloads import create_topic, produce
 
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
 BACKFILL = """
 query Backfill($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
@@ -126,7 +116,7 @@ def test_a_day_range_launched_from_the_ui_is_limited_and_recommended(
             "runConfigData": IN_PROCESS_RUN_CONFIG,
         }
         launched = expect_type(
-            server.graphql(LAUNCH, {"params": params})["launchPartitionBackfill"], "LaunchBackfillSuccess"
+            server.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"], "LaunchBackfillSuccess"
         )
 
         def backfill_done() -> dict | None:

@@ -17,9 +17,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-from recommender_pipeline_testing.browser import CHROMIUM, CHROMIUM_ARGS
+from recommender_pipeline_testing.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from recommender_pipeline_testing.dagster_server import dagster_dev
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import CLUSTER_ID, CONFIG_VARIABLES, REPO
@@ -47,15 +46,6 @@ TABLE_COLUMNS = {
 TIMEOUT_MS = 30_000
 
 
-def require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    message = f"{CHROMIUM} is missing: apt-get install chromium"
-    if os.environ.get("BROWSER_UNAVAILABLE"):
-        pytest.skip(f"{message}: {os.environ['BROWSER_UNAVAILABLE']}")
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI must run the browser test, not skip it)")
-    pytest.skip(message)
 
 
 def cells(row_text: str) -> list[str]:
