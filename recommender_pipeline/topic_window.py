@@ -181,6 +181,11 @@ def topic_window(
     )
     if status in {"error", "not_measured"}:
         window.update(
+            # Every column a recommended row has, so a day of nothing but errors has them too.
+            **{f"{name}_term": 0 for name in TERM_COLUMNS},
+            **dict.fromkeys(FORECAST_COLUMNS),
+            hot_key="no",
+            keys_remapped_share=None,
             recommended_partitions=0,
             needed_partitions=0,
             required_bytes_per_sec=0.0,

@@ -292,7 +292,7 @@ def test_provisioned_keys_are_created_per_filtered_cluster_used_and_deleted(
     created = [r for r in server.requests if r["method"] == "POST" and r["path"] == "/iam/v2/api-keys"]
     assert created[0]["body"]["spec"]["resource"]["id"] == "lkc-a2"
     assert not server.api_keys and not server.scram_users
-    assert len(outcome.reports) == 2
+    assert len(outcome.reports) == 3  # detail, summary and HTML
     manifest = pipeline.store.read_inventory()
     assert set(manifest["cluster_id"]) == {"lkc-a2"}
     # The cmk API's cluster type, which sets the cap and per-partition guidelines.
@@ -325,7 +325,7 @@ def test_a_key_that_never_works_fails_its_cluster_clearly_and_is_deleted(provisi
     assert any("lkc-b1" in failure and "did not authenticate within 4s" in failure for failure in outcome.failed_runs)
     assert not server.api_keys  # all three deleted, the unusable one too
     assert len(server.deleted_keys) == 3
-    assert len(outcome.reports) == 4  # the two good clusters still got their reports
+    assert len(outcome.reports) == 6  # the two good clusters still got their three reports
 
 
 @pytest.mark.parametrize("use_sample_records", ["true", "false"])
@@ -449,7 +449,7 @@ def test_a_refused_key_fails_only_its_cluster_and_a_lost_answer_leaves_no_key_be
     assert set(pipeline.store.read_inventory()["cluster_id"]) == {"lkc-b1"}
     assert len(outcome.provisioning.created_keys) == 2 == len(server.deleted_keys)
     assert not server.api_keys and not server.scram_users
-    assert not outcome.success and len(outcome.reports) == 2
+    assert not outcome.success and len(outcome.reports) == 3
 
 
 def test_more_than_1000_topic_partitions_page_the_partition_query_once_more(

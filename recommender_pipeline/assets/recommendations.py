@@ -77,19 +77,14 @@ def topic_recommendations(
             "recommended_partitions": int(recommendations["recommended_partitions"].sum()),
             "max_peak_ingress_bytes_per_sec": float(recommendations["peak_ingress_bytes_per_sec"].max()),
             "bindings": dg.MetadataValue.json(recommendations["binding"].value_counts().to_dict()),
-            "topics_hot_key": int((recommendations.get("hot_key") == "yes").sum()),
+            "topics_hot_key": int((recommendations["hot_key"] == "yes").sum()),
             "topics_lag_growing": int((recommendations["lag_trend"] == "growing").sum()),
             # FORECAST_DAYS ahead along each topic's trend of daily peaks (`forecast`).
             "forecast_days": settings.forecast_days,
             "topics_to_increase_by_forecast": int(
-                (
-                    recommendations.get("forecast_recommended_partitions", pd.Series(dtype=float))
-                    > recommendations["number_of_partitions"]
-                ).sum()
+                (recommendations["forecast_recommended_partitions"] > recommendations["number_of_partitions"]).sum()
             ),
-            "forecast_recommended_partitions": int(
-                recommendations.get("forecast_recommended_partitions", pd.Series(dtype=float)).fillna(0).sum()
-            ),
+            "forecast_recommended_partitions": int(recommendations["forecast_recommended_partitions"].fillna(0).sum()),
             "cluster_limits": dg.MetadataValue.json(limits),
             "clusters_over_cap": dg.MetadataValue.json(sorted(c for c, v in limits.items() if v["after"] > v["cap"])),
             "recommendations": recommendations_table(recommendations),

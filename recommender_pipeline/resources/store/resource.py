@@ -91,6 +91,13 @@ class MeasurementStoreResource(dg.ConfigurableResource):
         try:
             with self._engine_transaction() as session:
                 yield session
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None  # DuckDB took Ctrl-C for its query: give it back
+        except RuntimeError as error:
+            # DuckDB's scan of a pandas frame reports Ctrl-C as RuntimeError("Query interrupted").
+            if "query interrupted" in str(error).lower():
+                raise KeyboardInterrupt from None
+            raise
         except (duckdb.Error, sa.exc.DBAPIError) as error:
             raise StoreError(f"measurement store {self.location}: {_first_line(error)}; {self._hint(error)}") from None
 

@@ -1,10 +1,11 @@
 """One connection in one transaction, per engine: what differs between DuckDB and PostgreSQL
 (connecting, column types, bulk loading, locking); the shared SQL lives in `resource.py`."""
 
+import contextlib
 import functools
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -61,18 +62,25 @@ class DuckDBSession(Session):
     def delete_keys(self, table: str, keys: pd.DataFrame) -> None:
         columns, _ = TABLES[table]
         match = " AND ".join(f't."{k}" = CAST(i."{k}" AS {columns[k]})' for k in keys.columns)
-        self.connection.register("incoming_keys", keys)
-        try:
+        with self._registered("incoming_keys", keys):
             self.connection.execute(f"DELETE FROM {table} t USING incoming_keys i WHERE {match}")
-        finally:
-            self.connection.unregister("incoming_keys")
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
-        self.connection.register("incoming", frame)
-        try:
+        with self._registered("incoming", frame):
             self.connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
-        finally:
-            self.connection.unregister("incoming")
+
+    @contextlib.contextmanager
+    def _registered(self, name: str, frame: pd.DataFrame) -> Iterator[None]:
+        """`frame` as a view for one statement. After a failed statement the transaction is
+        aborted and unregistering fails too: that second error must not hide the first."""
+        self.connection.register(name, frame)
+        try:
+            yield
+        except Exception:
+            with contextlib.suppress(duckdb.Error):
+                self.connection.unregister(name)
+            raise
+        self.connection.unregister(name)
 
 
 class PostgresSession(Session):
