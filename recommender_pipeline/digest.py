@@ -65,7 +65,7 @@ def digest(detail: pd.DataFrame, top: int = 10) -> list[str]:
             "change": chosen["change"].map(lambda c: f"+{int(c)}" if c > 0 else ""),
             "action": chosen["action"],
             "peak": chosen["peak_ingress_bytes_per_sec"].map(rate),
-            "binding": chosen["binding"].fillna("").astype(str),
+            "binding": chosen["binding"].astype(object).fillna("").astype(str),
         }
     )
     if "forecast_recommended_partitions" in chosen and chosen["forecast_recommended_partitions"].notna().any():

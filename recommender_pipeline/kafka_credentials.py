@@ -121,7 +121,21 @@ def provisioned_credentials(settings: Settings, cloud, log: Callable[[str], None
         raise CredentialsError("PRINCIPAL_ID is required to create Kafka API keys (a u-... or sa-... id)")
     outcome = Provisioning()
 
+    unanswered: list[tuple[str, str]] = []  # (cluster, display name) of creations whose answer never came
+
     def delete_created() -> None:
+        """Deletes every key this run made. A creation whose answer was lost (a timeout, a 5xx, or
+        an interrupt that arrived while the request was in flight) may still have made a key: it is
+        found by its display name, unique to this run, and deleted too."""
+        while unanswered:
+            cluster_id, name = unanswered[-1]
+            try:
+                found = [k["id"] for k in cloud.api_keys(settings.principal_id, cluster_id) if _named(k) == name]
+            except ConfluentApiError as error:
+                log(f"cluster {cluster_id}: could not look for the key named {name!r}: {error} -- check by hand")
+                found = []
+            outcome.created_keys += [k for k in found if k not in outcome.created_keys]
+            unanswered.pop()
         for key_id in [k for k in outcome.created_keys if k not in outcome.deleted_keys]:
             try:
                 cloud.delete_api_key(key_id)
@@ -130,9 +144,10 @@ def provisioned_credentials(settings: Settings, cloud, log: Callable[[str], None
                 log(f"could not delete API key {key_id}: {error} -- delete it by hand")
 
     def create_key(cluster_id: str, environment_id: str) -> tuple[str, str]:
-        """A new key for the cluster; after an ambiguous failure, the key the lost answer would
-        have named is found by its display name (unique to this run) and recorded for deletion."""
+        """A new key for the cluster, recorded for deletion. Until its answer is in hand, the
+        creation counts as unanswered, so an error or an interrupt mid-request leaves no key behind."""
         name = f"recommender-pipeline {cluster_id} {run_nonce}"
+        unanswered.append((cluster_id, name))
         try:
             key_id, secret = cloud.create_api_key(
                 settings.principal_id,
@@ -142,12 +157,11 @@ def provisioned_credentials(settings: Settings, cloud, log: Callable[[str], None
                 "deleted when the run ends.",
             )
         except ConfluentApiError as error:
-            if error.ambiguous:
-                adopted = [k["id"] for k in cloud.api_keys(settings.principal_id, cluster_id) if _named(k) == name]
-                outcome.created_keys += adopted
-                log(f"cluster {cluster_id}: its key creation failed ambiguously; {len(adopted)} key(s) to delete")
+            if not error.ambiguous:  # refused outright: no key was made
+                unanswered.remove((cluster_id, name))
             raise
         outcome.created_keys.append(key_id)
+        unanswered.remove((cluster_id, name))
         return key_id, secret
 
     run_nonce = os.urandom(4).hex()

@@ -50,7 +50,6 @@ def topic_chart_svg(history: pd.DataFrame, lines: ChartLines, title: str) -> str
     with matplotlib.rc_context(SVG_STYLE):
         figure = Figure(figsize=(7.2, 2.6), dpi=72)
         axes = figure.add_subplot()
-        axes.set_yscale("log")  # zero days (nothing produced) are left out, not drawn at -infinity
         if len(history):
             days = pd.to_datetime(history["date"])
             low = history["peak_ci_low"].astype(float)
@@ -98,6 +97,10 @@ def topic_chart_svg(history: pd.DataFrame, lines: ChartLines, title: str) -> str
                 label="forecast peak",
             )
             last = max(last, forecast_day)
+        if any(y > 0 for line in axes.get_lines() for y in line.get_ydata()):
+            # Set once everything is drawn, so that no line is placed on a log axis without data;
+            # zero days (nothing produced) are left out, not drawn at -infinity.
+            axes.set_yscale("log", nonpositive="mask")
         # Whole days only, half a day of margin either side, at most about 8 ticks.
         span = (last - first).days
         axes.set_xlim(first - timedelta(hours=12), last + timedelta(hours=12))

@@ -492,6 +492,35 @@ def _wait_for(condition, seconds: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def test_a_key_whose_answer_an_interrupt_cut_off_is_found_by_its_name_and_deleted(
+    provisioning, kafka_bootstrap, tmp_path
+):
+    """SIGTERM while the key-creation request is in flight: the key exists on the server but the
+    command never learnt its id. It is found by its run-unique name and deleted; exit 130."""
+    server, _, _ = provisioning
+    server.hold_next_answer("POST", "/iam/v2/api-keys", 30)
+    configured = {name: os.environ[name] for name in CONFIG_VARIABLES if name in os.environ}
+    env = command_env(kafka_bootstrap, tmp_path, **configured)
+    command = subprocess.Popen(
+        [sys.executable, "-m", "recommender_pipeline.cli", "--in-process"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: len(server.api_keys) == 1, 60, "the first key")
+        command.send_signal(signal.SIGTERM)
+        output, _ = command.communicate(timeout=60)
+    finally:
+        command.kill()
+    assert command.returncode == 130, output[-3000:]
+    assert len(server.deleted_keys) == 1 and not server.api_keys, output[-3000:]
+    posts = [r for r in server.requests if r["method"] == "POST" and r["path"] == "/iam/v2/api-keys"]
+    assert len(posts) == 1  # the lost key was looked up, never created again
+
+
 def test_keys_are_deleted_when_the_command_is_terminated_or_the_interpreter_exits_inside_the_block(
     provisioning, kafka_bootstrap, tmp_path
 ):

@@ -69,6 +69,6 @@ def test_forecast_columns_are_shown_when_the_recommendations_have_them():
         trend_slope_bytes_per_sec_per_day=[0.05 * MIB, 0.1 * MIB],
         trend_fit_days=[14, 14],
     )
-    assert "<th data-type=\"num\">forecast partitions</th>" in html
+    assert '<th data-type="num">forecast partitions</th>' in html
     assert '<td class="num" data-v="7">7</td>' in html
     assert "4.00 MiB/s in 30 days → 7 partitions (trend 102.40 KiB/s per day over 14 days)" in html

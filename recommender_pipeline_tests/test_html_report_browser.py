@@ -30,8 +30,6 @@ TIMEOUT_MS = 30_000
 TOPICS = {"orders": (3, [300, 600, 900]), "clicks": (2, [400, 400, 400]), "audit": (1, [50, 20, 100])}
 
 
-
-
 def topic_column(page) -> list[str]:
     return page.locator("#topics tbody tr td:first-child").all_inner_texts()
 

@@ -339,6 +339,7 @@ def test_a_cluster_that_cannot_be_reached_keeps_its_topics_as_errors_and_never_v
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "command_home"))
     monkeypatch.chdir(tmp_path)
+
     def details() -> set[Path]:
         return set((tmp_path / "reports").glob("*-detail-report.csv"))
 

@@ -46,8 +46,6 @@ TABLE_COLUMNS = {
 TIMEOUT_MS = 30_000
 
 
-
-
 def cells(row_text: str) -> list[str]:
     """A table row's cells from its inner text (tab-separated; empty cells dropped)."""
     return [cell.strip() for cell in row_text.split("\t") if cell.strip()]

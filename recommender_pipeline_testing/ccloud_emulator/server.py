@@ -75,8 +75,10 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
     ``deleted_keys``; ``key_propagation_seconds`` and ``unusable_clusters`` (read when a key is
     created); ``scram_users`` (SCRAM users created and not yet deleted) and ``scram_errors``;
     ``records_read`` (records the Metrics API read from the broker: the cache keeps it flat).
-    Controls: ``fail_next(path_prefix, [(status, json body or None, headers), ...])`` and
-    ``expire_page_tokens()``. Options beyond the brief: ``egress_ratio`` (sent_* = received_* x it),
+    Controls: ``fail_next(path_prefix, [(status, json body or None, headers), ...])``,
+    ``lose_next_answer(method, path)`` (done, answered 504), ``hold_next_answer(method, path,
+    seconds)`` (done, answered late) and ``expire_page_tokens()``. Options beyond the brief:
+    ``egress_ratio`` (sent_* = received_* x it),
     ``org_rate_limit_per_minute`` and ``rate_limit_window_seconds`` (the second rate-limit scope
     and the window length, so tests need not wait a minute), ``hot_partition_factor``.
     """
@@ -127,6 +129,7 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
         self._lock = threading.RLock()
         self._injections: list[tuple[str, deque]] = []
         self._lost_answers: list[tuple[str, str, int]] = []
+        self._held_answers: list[tuple[str, str, float]] = []
         self._list_tokens: dict[str, tuple[str, int]] = {}
         self._query_tokens: dict[str, PageToken] = {}
         self._client_windows: dict[str, SlidingWindow] = {}
@@ -253,7 +256,20 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
         with self._lock:
             self._lost_answers.append((method, path, status))
 
+    def hold_next_answer(self, method: str, path: str, seconds: float) -> None:
+        """The next such request is carried out at once, but its answer leaves only `seconds`
+        later: a slow network, during which the client may be interrupted."""
+        with self._lock:
+            self._held_answers.append((method, path, seconds))
+
     def _lost(self, request: Request, response: Response) -> Response:
+        with self._lock:
+            key = (request.method, request.path)
+            held = [(i, seconds) for i, (m, p, seconds) in enumerate(self._held_answers) if (m, p) == key]
+            if held:
+                del self._held_answers[held[0][0]]
+        if held:
+            time.sleep(held[0][1])
         with self._lock:
             for index, (method, path, status) in enumerate(self._lost_answers):
                 if (request.method, request.path) == (method, path):
