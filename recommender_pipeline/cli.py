@@ -121,14 +121,16 @@ def run_recommendations(
     backfill_days: int = 1,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    resources: dict | None = None,
 ) -> Outcome:
     """Inventory, the missing measurement days (one run per day), then the day's recommendations.
-    `progress`, when given, receives a line per measuring chunk finished (`progress.py`).
+    `progress`, when given, receives a line per measuring chunk finished (`progress.py`);
+    `resources`, when given, are those the caller already built from `env_file`.
 
     With `USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS`, the Kafka API keys live exactly
     as long as this call: created first, deleted last, also when something fails.
     """
-    resources = build_resources(env_file)
+    resources = resources or build_resources(env_file)
     if not settings.use_cloud_api_for_kafka_credentials:
         return _run(
             instance, settings, end_day, in_process, resources, Outcome(end_day), backfill_days, force, progress
@@ -291,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 2
     try:
-        build_resources(".env")["store"].check()
+        resources = build_resources(".env")
+        resources["store"].check()
     except StoreError as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
@@ -305,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                 backfill_days=max(args.backfill_days, 1),
                 force=args.force,
                 progress=lambda line: print(line, flush=True),
+                resources=resources,
             )
     except RecommenderError as error:  # credentials, the Confluent Cloud API, the store: say which
         print(f"FAILED: {error}", file=sys.stderr)

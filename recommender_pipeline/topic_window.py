@@ -17,7 +17,7 @@ from recommender_pipeline.cluster_limits import capacities_for
 from recommender_pipeline.forecast import HISTORY_FOR_TREND_DAYS, fit_trend
 from recommender_pipeline.keys import remapped_share
 from recommender_pipeline.measuring.days import window_days, window_length_days
-from recommender_pipeline.measuring.hours import describe_missing
+from recommender_pipeline.measuring.hours import describe_missing, stored_flag
 from recommender_pipeline.measuring.metrics_api import METHOD as METRICS_METHOD
 from recommender_pipeline.model import INCREASE, Demand, recommend
 from recommender_pipeline.profile_window import ProfileFacts, profile_facts
@@ -42,11 +42,6 @@ def _sum_partition_bytes(lists: list[str]) -> list[int]:
         for index, value in enumerate(values):
             totals[index] += value
     return totals
-
-
-def _flag(value: object) -> bool:
-    """A stored boolean, NULL (a row from before the column existed) counting as False."""
-    return bool(value) if _known(value) else False
 
 
 def _intervals(measured: list, total_bytes: int, peak: float) -> tuple[float, float, float, float]:
@@ -97,8 +92,8 @@ def topic_window(
     # The seed model's record count: all retained records (sampling), the window's records (Metrics API).
     seed_records = records if by_metrics else (int(latest.retained_records) if latest is not None else 0)
     if by_metrics:  # the Metrics API's own hot-partition signals
-        hot_ingress = _yes_no(any(_flag(row.hot_partition_ingress) for row in measured))
-        hot_egress = _yes_no(any(_flag(row.hot_partition_egress) for row in measured))
+        hot_ingress = _yes_no(any(stored_flag(row.hot_partition_ingress) for row in measured))
+        hot_egress = _yes_no(any(stored_flag(row.hot_partition_egress) for row in measured))
     else:  # record sampling sees ingress skew only
         hot_ingress = _yes_no(len(partition_bytes) > 1 and skew >= settings.hot_partition_skew)
         hot_egress = "n/a"
@@ -149,7 +144,7 @@ def topic_window(
         "bytes_ci_high": bytes_high,
         "peak_ci_low": peak_low,
         "peak_ci_high": peak_high,
-        "days_partial": sum(1 for row in measured if _flag(getattr(row, "partial", False))),
+        "days_partial": sum(1 for row in measured if stored_flag(getattr(row, "partial", False))),
         "partition_skew": skew,
         "hot_partition_ingress": hot_ingress,
         "hot_partition_egress": hot_egress,

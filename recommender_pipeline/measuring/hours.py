@@ -21,6 +21,8 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import date
 
+import pandas as pd
+
 from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY, day_start_ms, iso_utc
 
 COMPLETE, OPEN, PARTIAL, LOST, NOT_READ = "c", "o", "p", "x", "-"
@@ -65,7 +67,7 @@ def read_from_ms(stored: dict | None, day_start: int, force: bool = False) -> in
         return day_start
     states = stored.get("hours_captured") or ""
     if len(states) != HOURS_PER_DAY:
-        return None if _flag(stored.get("day_closed")) else day_start
+        return None if stored_flag(stored.get("day_closed")) else day_start
     for hour, state in enumerate(states):
         if state in (OPEN, NOT_READ):
             return day_start + hour * HOUR_MS
@@ -105,7 +107,7 @@ def merge(stored: dict | None, new: dict) -> dict | None:
     hour_bytes = [n if t else o for o, n, t in zip(old_bytes, new_bytes, take_new, strict=True)]
     fill_day(merged, states, records, hour_bytes)
     _merge_buckets(merged, stored, new, take_new)
-    exact = _flag(stored.get("exact")) and _flag(new.get("exact"))
+    exact = stored_flag(stored.get("exact")) and stored_flag(new.get("exact"))
     merged["exact"] = exact
     if not exact:  # intervals of different captures' hours do not combine: unknown
         for name in ("bytes_ci_low", "bytes_ci_high", "peak_ci_low", "peak_ci_high"):
@@ -209,8 +211,9 @@ def _hours(row: dict, name: str) -> list[float]:
     return json.loads(text) if text else [0.0] * HOURS_PER_DAY
 
 
-def _flag(value: object) -> bool:
-    return value is not None and value == value and bool(value)  # NULL (None or NaN) is False
+def stored_flag(value: object) -> bool:
+    """A stored boolean, NULL (None, NaN or NA: a row from before the column existed) as False."""
+    return False if pd.isna(value) else bool(value)
 
 
 def _date(value: object) -> date:
