@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -44,6 +42,7 @@ from recommender_pipeline.partitions import HISTORY_DAYS, history_start, split_t
 from recommender_pipeline.progress import MeasurementProgress
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.settings import Settings, load_settings
+from recommender_pipeline.stop_signals import StopSignals
 
 DEFAULT_DAGSTER_HOME = Path(".local/dagster_home")
 # Progress (per-topic lines, counts) without Dagster's per-event debug lines.
@@ -122,10 +121,13 @@ def run_recommendations(
     force: bool = False,
     progress: Callable[[str], None] | None = None,
     resources: dict | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> Outcome:
     """Inventory, the missing measurement days (one run per day), then the day's recommendations.
     `progress`, when given, receives a line per measuring chunk finished (`progress.py`);
-    `resources`, when given, are those the caller already built from `env_file`.
+    `resources`, when given, are those the caller already built from `env_file`;
+    `stop_requested` says whether Ctrl-C or SIGTERM arrived (`stop_signals.py`), so that a signal
+    a run swallowed still stops the command after that run.
 
     With `USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS`, the Kafka API keys live exactly
     as long as this call: created first, deleted last, also when something fails.
@@ -133,13 +135,24 @@ def run_recommendations(
     resources = resources or build_resources(env_file)
     if not settings.use_cloud_api_for_kafka_credentials:
         return _run(
-            instance, settings, end_day, in_process, resources, Outcome(end_day), backfill_days, force, progress
+            instance,
+            settings,
+            end_day,
+            in_process,
+            resources,
+            Outcome(end_day),
+            backfill_days,
+            force,
+            progress,
+            stop_requested,
         )
     with provisioned_credentials(settings, resources["cloud"]) as provisioning:
         outcome = Outcome(end_day, provisioning=provisioning)
         for cluster_id, reason in provisioning.failed.items():
             outcome.failed_runs.append(f"credentials for {cluster_id}: {reason}")
-        return _run(instance, settings, end_day, in_process, resources, outcome, backfill_days, force, progress)
+        return _run(
+            instance, settings, end_day, in_process, resources, outcome, backfill_days, force, progress, stop_requested
+        )
 
 
 def _run(
@@ -152,10 +165,12 @@ def _run(
     backfill_days: int,
     force: bool,
     progress: Callable[[str], None] | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> Outcome:
     def execute(factory, run_config: dict | None = None, **kwargs) -> list[str]:
         """Runs a job; returns the report paths when the run wrote reports. Raises
-        KeyboardInterrupt when the run was interrupted (Dagster catches it inside the run)."""
+        KeyboardInterrupt when the run was interrupted (Dagster catches it inside the run), or
+        when a stop was requested while it ran, whatever the run made of it."""
         with dg.execute_job(
             dg.reconstructable(factory),
             instance=instance,
@@ -166,8 +181,8 @@ def _run(
             outcome.runs += 1
             if not result.success:
                 outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id})")
-                if _interrupted(instance, result.run_id):
-                    raise KeyboardInterrupt
+            if stop_requested() or (not result.success and _interrupted(instance, result.run_id)):
+                raise KeyboardInterrupt
             changes = [
                 path
                 for event in result.get_asset_materialization_events()
@@ -249,12 +264,6 @@ def ensure_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
-    """SIGTERM kills Python without unwinding, which would leave provisioned API keys behind;
-    re-sent as SIGINT it stops the command the way Ctrl-C does, through every `finally`."""
-    signal.raise_signal(signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recommender-pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--day", type=date.fromisoformat, default=None, help="window end day (UTC), default today")
@@ -280,8 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--all", action="store_true", help="also print every topic's line (the full table)")
     args = parser.parse_args(argv)
-    if threading.current_thread() is threading.main_thread():  # only there can Python take a signal
-        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    with StopSignals() as stop_signals:
+        return _main(args, stop_signals)
+
+
+def _main(args: argparse.Namespace, stop_signals: StopSignals) -> int:
     try:
         settings = load_settings()
     except ConfigurationError as error:
@@ -309,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                 force=args.force,
                 progress=lambda line: print(line, flush=True),
                 resources=resources,
+                stop_requested=stop_signals.requested,
             )
     except RecommenderError as error:  # credentials, the Confluent Cloud API, the store: say which
         print(f"FAILED: {error}", file=sys.stderr)
