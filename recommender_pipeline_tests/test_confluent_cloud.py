@@ -492,15 +492,8 @@ def _wait_for(condition, seconds: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_key_whose_answer_an_interrupt_cut_off_is_found_by_its_name_and_deleted(
-    provisioning, kafka_bootstrap, tmp_path
-):
-    """SIGTERM while the key-creation request is in flight: the key exists on the server but the
-    command never learnt its id. It is found by its run-unique name and deleted; exit 130."""
-    server, _, _ = provisioning
-    server.hold_next_answer("POST", "/iam/v2/api-keys", 30)
-    configured = {name: os.environ[name] for name in CONFIG_VARIABLES if name in os.environ}
-    env = command_env(kafka_bootstrap, tmp_path, **configured)
+def _terminate_at_the_first_key(server, env: dict[str, str], tmp_path) -> tuple[int, str]:
+    """Runs the command, sends it SIGTERM once the emulator holds its first key, and waits."""
     command = subprocess.Popen(
         [sys.executable, "-m", "recommender_pipeline.cli", "--in-process"],
         env=env,
@@ -515,7 +508,20 @@ def test_a_key_whose_answer_an_interrupt_cut_off_is_found_by_its_name_and_delete
         output, _ = command.communicate(timeout=60)
     finally:
         command.kill()
-    assert command.returncode == 130, output[-3000:]
+    return command.returncode, output
+
+
+def test_a_key_whose_answer_an_interrupt_cut_off_is_found_by_its_name_and_deleted(
+    provisioning, kafka_bootstrap, tmp_path
+):
+    """SIGTERM while the key-creation request is in flight: the key exists on the server but the
+    command never learnt its id. It is found by its run-unique name and deleted; exit 130."""
+    server, _, _ = provisioning
+    server.hold_next_answer("POST", "/iam/v2/api-keys", 30)
+    configured = {name: os.environ[name] for name in CONFIG_VARIABLES if name in os.environ}
+    env = command_env(kafka_bootstrap, tmp_path, **configured)
+    returncode, output = _terminate_at_the_first_key(server, env, tmp_path)
+    assert returncode == 130, output[-3000:]
     assert len(server.deleted_keys) == 1 and not server.api_keys, output[-3000:]
     posts = [r for r in server.requests if r["method"] == "POST" and r["path"] == "/iam/v2/api-keys"]
     assert len(posts) == 1  # the lost key was looked up, never created again
@@ -530,21 +536,8 @@ def test_keys_are_deleted_when_the_command_is_terminated_or_the_interpreter_exit
     server.key_propagation_seconds = 60  # the keys never work in time: the command is still waiting
     configured = {name: os.environ[name] for name in CONFIG_VARIABLES if name in os.environ}
     env = command_env(kafka_bootstrap, tmp_path, **{**configured, "API_KEY_READY_TIMEOUT_SECONDS": "120"})
-    command = subprocess.Popen(
-        [sys.executable, "-m", "recommender_pipeline.cli", "--in-process"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        _wait_for(lambda: len(server.api_keys) == 1, 60, "the first key")
-        command.send_signal(signal.SIGTERM)
-        output, _ = command.communicate(timeout=60)
-    finally:
-        command.kill()
-    assert command.returncode == 130, output[-3000:]
+    returncode, output = _terminate_at_the_first_key(server, env, tmp_path)
+    assert returncode == 130, output[-3000:]
     assert len(server.deleted_keys) == 1 and not server.api_keys and not server.scram_users
 
     server.key_propagation_seconds = 0
