@@ -15,6 +15,7 @@ is handled as Ctrl-C, so the API keys a run created are deleted before the comma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -133,22 +134,14 @@ def run_recommendations(
     as long as this call: created first, deleted last, also when something fails.
     """
     resources = resources or build_resources(env_file)
-    if not settings.use_cloud_api_for_kafka_credentials:
-        return _run(
-            instance,
-            settings,
-            end_day,
-            in_process,
-            resources,
-            Outcome(end_day),
-            backfill_days,
-            force,
-            progress,
-            stop_requested,
-        )
-    with provisioned_credentials(settings, resources["cloud"]) as provisioning:
+    credentials = (
+        provisioned_credentials(settings, resources["cloud"])
+        if settings.use_cloud_api_for_kafka_credentials
+        else contextlib.nullcontext()
+    )
+    with credentials as provisioning:
         outcome = Outcome(end_day, provisioning=provisioning)
-        for cluster_id, reason in provisioning.failed.items():
+        for cluster_id, reason in provisioning.failed.items() if provisioning else ():
             outcome.failed_runs.append(f"credentials for {cluster_id}: {reason}")
         return _run(
             instance, settings, end_day, in_process, resources, outcome, backfill_days, force, progress, stop_requested

@@ -241,7 +241,7 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
                     response = self._metrics(request, body, body_error)
                 else:
                     response = self._control_plane(request, body, body_error)
-                response = self._lost(request, response)
+                response = self._delivered(request, response)
         except HttpError as error:
             response = error_response(error, metrics)
         except Exception as error:  # an emulator bug or a broker failure: answer, never hang the client
@@ -262,19 +262,23 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
         with self._lock:
             self._held_answers.append((method, path, seconds))
 
-    def _lost(self, request: Request, response: Response) -> Response:
+    def _take_fault(self, faults: list[tuple[str, str, Any]], request: Request) -> Any | None:
+        """Removes and returns the argument of the first fault set for this request, if any."""
         with self._lock:
-            key = (request.method, request.path)
-            held = [(i, seconds) for i, (m, p, seconds) in enumerate(self._held_answers) if (m, p) == key]
-            if held:
-                del self._held_answers[held[0][0]]
-        if held:
-            time.sleep(held[0][1])
-        with self._lock:
-            for index, (method, path, status) in enumerate(self._lost_answers):
-                if (request.method, request.path) == (method, path):
-                    del self._lost_answers[index]
-                    return error_response(HttpError(status, "Gateway Timeout"), False)
+            for index, (method, path, argument) in enumerate(faults):
+                if (method, path) == (request.method, request.path):
+                    del faults[index]
+                    return argument
+        return None
+
+    def _delivered(self, request: Request, response: Response) -> Response:
+        """The answer as it reaches the client: late if held, replaced if lost."""
+        held_seconds = self._take_fault(self._held_answers, request)
+        if held_seconds is not None:
+            time.sleep(held_seconds)
+        lost_status = self._take_fault(self._lost_answers, request)
+        if lost_status is not None:
+            return error_response(HttpError(lost_status, "Gateway Timeout"), False)
         return response
 
     def _injected(self, path: str) -> Response | None:
