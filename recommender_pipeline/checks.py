@@ -28,7 +28,8 @@ def measurement_coverage(recommendations: pd.DataFrame) -> tuple[bool, dict]:
 
 
 def recommendations_sane(recommendations: pd.DataFrame, settings: Settings) -> tuple[bool, dict]:
-    """At least the minimum, an action that matches the numbers, never a decrease."""
+    """At least the minimum (an idle topic keeps its count), an action that matches the numbers,
+    never a decrease."""
     if recommendations.empty:
         return True, {"checked_topics": 0, "problems": dg.MetadataValue.json({})}
     rated = recommendations[~recommendations["status"].isin(["error", "not_measured"])]
@@ -42,6 +43,7 @@ def recommendations_sane(recommendations: pd.DataFrame, settings: Settings) -> t
         elif (
             settings.recommendation_model == "capacity"
             and row.recommended_partitions < settings.min_recommended_partitions
+            and getattr(row, "binding", "") != "idle"  # a topic that carried nothing keeps what it has
         ):
             problems[key] = f"{row.recommended_partitions} is below MIN_RECOMMENDED_PARTITIONS"
     return not problems, {"checked_topics": len(rated), "problems": dg.MetadataValue.json(problems)}

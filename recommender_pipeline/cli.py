@@ -30,6 +30,7 @@ import pandas as pd
 from recommender_pipeline import definitions
 from recommender_pipeline.digest import digest
 from recommender_pipeline.errors import ConfigurationError, RecommenderError, StoreError
+from recommender_pipeline.freshness import stale_days
 from recommender_pipeline.jobs import (
     FORCE_TAG,
     FORCE_VALUE,
@@ -61,6 +62,7 @@ class Outcome:
     day: date
     measured_days: list[str] = field(default_factory=list)
     recommended_days: list[str] = field(default_factory=list)
+    refreshed_days: list[str] = field(default_factory=list)  # earlier days whose window this run changed
     runs: int = 0
     failed_runs: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
@@ -160,8 +162,8 @@ def _run(
     progress: Callable[[str], None] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    def execute(factory, run_config: dict | None = None, **kwargs) -> list[str]:
-        """Runs a job; returns the report paths when the run wrote reports. Raises
+    def execute(factory, run_config: dict | None = None, **kwargs) -> tuple[list[str], list[str]]:
+        """Runs a job; returns the paths of the reports and of the changes it wrote. Raises
         KeyboardInterrupt when the run was interrupted (Dagster catches it inside the run), or
         when a stop was requested while it ran, whatever the run made of it."""
         with dg.execute_job(
@@ -176,20 +178,15 @@ def _run(
                 outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id})")
             if stop_requested() or (not result.success and _interrupted(instance, result.run_id)):
                 raise KeyboardInterrupt
-            changes = [
-                path
-                for event in result.get_asset_materialization_events()
-                if event.asset_key == dg.AssetKey("partition_changes")
-                for path in event.materialization.metadata["paths"].value
-            ]
-            if changes:
-                outcome.changes = changes
-            return [
-                path
-                for event in result.get_asset_materialization_events()
-                if event.asset_key == dg.AssetKey("reports")
-                for path in event.materialization.metadata["paths"].value
-            ]
+            return tuple(
+                [
+                    path
+                    for event in result.get_asset_materialization_events()
+                    if event.asset_key == dg.AssetKey(asset)
+                    for path in event.materialization.metadata["paths"].value
+                ]
+                for asset in ("reports", "partition_changes")
+            )
 
     failed_before = len(outcome.failed_runs)
     execute(definitions.get_inventory_job)
@@ -217,8 +214,16 @@ def _run(
             )
         outcome.measured_days.append(day.isoformat())
     for day in window_days(end_day, backfill_days):
-        outcome.reports = execute(definitions.get_recommendation_job, tags={"dagster/partition": day.isoformat()})
+        outcome.reports, changes = execute(
+            definitions.get_recommendation_job, tags={"dagster/partition": day.isoformat()}
+        )
+        outcome.changes = changes or outcome.changes
         outcome.recommended_days.append(day.isoformat())
+    # Earlier recommendations whose window this run's measurements changed follow it.
+    for day in stale_days(instance, store, settings.sampling_days, utc_today()):
+        if day.isoformat() not in outcome.recommended_days:
+            execute(definitions.get_recommendation_job, tags={"dagster/partition": day.isoformat()})
+            outcome.refreshed_days.append(day.isoformat())
     return outcome
 
 
@@ -326,6 +331,8 @@ def _main(args: argparse.Namespace, stop_signals: StopSignals) -> int:
     print(f"window ending {end_day}: measured days {measured}")
     if len(outcome.recommended_days) > 1:
         print(f"recommended for {len(outcome.recommended_days)} days in {outcome.runs} runs")
+    if outcome.refreshed_days:
+        print(f"brought up to date, their windows gained measurements: {', '.join(outcome.refreshed_days)}")
     for path in outcome.reports:  # the digest per cluster, then where the files are
         if path.endswith("-detail-report.csv"):
             print("\n".join(digest(pd.read_csv(path), top=max(args.top, 0))))

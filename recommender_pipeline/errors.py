@@ -28,3 +28,12 @@ class ConfluentApiError(RecommenderError):
         super().__init__(message)
         self.status = status
         self.ambiguous = ambiguous  # the call may have been carried out although it failed
+
+
+class InvalidAnswerError(ConfluentApiError):
+    """A Confluent Cloud API answered with success, but its body is not the shape Confluent publishes
+    or holds numbers that cannot be true. Asking again would bring the same answer, so it is not
+    retried: the cluster-day fails with error rows, and the next run measures it again."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status=200)

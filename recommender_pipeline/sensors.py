@@ -8,6 +8,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from recommender_pipeline.assets.measurements import measure_topic_chunk
+from recommender_pipeline.freshness import stale_days
 from recommender_pipeline.jobs import RANGE_START, day_range_tags, inventory_job, measurement_job, recommendation_job
 from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.partitions import (
@@ -59,14 +60,19 @@ def daily_measurement_schedule(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Five minutes past each hour: captures the hour just ended for every topic, so topics that keep "
-    "only hours (short retention.ms) are read before their records are deleted.",
+    "only hours (short retention.ms) are read before their records are deleted; and yesterday, until its last "
+    "hour has settled (TIMESTAMP_SKEW_SECONDS after midnight).",
 )
-def hourly_capture_schedule(context: dg.ScheduleEvaluationContext):
+def hourly_capture_schedule(context: dg.ScheduleEvaluationContext, config: SettingsResource):
     """Five minutes past each hour, captures the hour just ended (`measuring/hours.py`): a topic
-    that keeps only hours is read before its records age out. At 00:05 that closes yesterday."""
-    ended = context.scheduled_execution_time - timedelta(hours=1)
-    day = ended.date().isoformat()
-    return _measure_days(context, {day: f"capture-{day}T{ended.hour:02d}"})
+    that keeps only hours is read before its records age out. An hour settles only
+    TIMESTAMP_SKEW_SECONDS after it ends, so the first ticks of a day also capture yesterday,
+    whose last hour was still open at 00:05."""
+    tick = context.scheduled_execution_time
+    ended = tick - timedelta(hours=1)
+    settling = ended - timedelta(seconds=config.settings.timestamp_skew_seconds)
+    days = sorted({ended.date().isoformat(), settling.date().isoformat()})
+    return _measure_days(context, {day: f"capture-{day}-at-{tick:%Y-%m-%dT%H}" for day in days})
 
 
 MEASUREMENTS_KEY = dg.AssetKey("topic_measurements")
@@ -119,6 +125,44 @@ def recommendations_after_partial_measurement_sensor(context: dg.RunFailureSenso
     """A day's measurement failed for some topics: the others are stored, so still recommend;
     the failed topics appear as `error` in the reports."""
     return _recommend_for(context)
+
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+@dg.sensor(
+    job=recommendation_job,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Every 2 minutes, once no run measures or recommends: re-runs each day's recommendations whose "
+    "window gained measurements after they were made (a backfill in any order, a retry, the command), up to today.",
+)
+def stale_recommendations_sensor(
+    context: dg.SensorEvaluationContext, store: MeasurementStoreResource, config: SettingsResource
+):
+    """A recommendation follows its window: when a day is stored, every recommendation whose
+    window holds it is brought up to date (`freshness.stale_days`). It waits for the runs in
+    flight, so a backfill's days are refreshed once, after its last run."""
+    busy = [
+        run
+        for run in context.instance.get_runs(dg.RunsFilter(statuses=IN_FLIGHT))
+        if measured(run) or run.job_name == recommendation_job.name
+    ]
+    if busy:
+        return dg.SkipReason(f"{len(busy)} run(s) measuring or recommending: the windows they change wait for them")
+    stale = stale_days(context.instance, store, config.settings.sampling_days, utc_today())
+    if not stale:
+        return dg.SkipReason("every recommendation is up to date with the measurements of its window")
+    context.log.info(f"out of date: {', '.join(day.isoformat() for day in stale)}")
+    return [
+        dg.RunRequest(run_key=f"refresh-{day.isoformat()}-{stored}", partition_key=day.isoformat())
+        for day, stored in stale.items()
+    ]
 
 
 @dg.sensor(
@@ -179,5 +223,6 @@ ALL_SCHEDULES = [daily_measurement_schedule, hourly_capture_schedule]
 ALL_SENSORS = [
     recommendations_after_measurement_sensor,
     recommendations_after_partial_measurement_sensor,
+    stale_recommendations_sensor,
     topic_discovery_sensor,
 ]

@@ -222,14 +222,11 @@ def count_received(bootstrap: str, topic: str, day: date) -> tuple[int, int]:
 # rules a day's measurement follows to that log, independently of the measurer:
 #   - a committed data record belongs to the UTC day and hour of its timestamp (CreateTime, or the
 #     broker's append time on LogAppendTime topics); aborted records and markers never count;
-#   - a partition's day is read up to the first committed data record timestamped at or after the
-#     day's end + the skew (TIMESTAMP_SKEW_SECONDS), or the end of the log; records of the day
-#     after it are not counted;
+#   - every committed record stamped in the day that the log still holds counts, wherever it was
+#     appended (TIMESTAMP_SKEW_SECONDS only says when an hour is settled, see test_hourly_capture);
 #   - counted records after the first data record timestamped at or after the day's end are late;
 #   - a partition whose head was deleted has lost the day when its first retained record is at or
 #     after the day's end, and holds it partially when that record is within the day.
-
-TIMESTAMP_SKEW_MS = 900_000
 
 
 @dataclass(frozen=True)
@@ -280,7 +277,7 @@ class Expected:
         return hours[0] if top and len(hours) == 1 else None
 
 
-def expect_partition(entries: list[Entry], deleted: int, day: date, skew_ms: int, into: Expected) -> None:
+def expect_partition(entries: list[Entry], deleted: int, day: date, into: Expected) -> None:
     """Adds what the rules count of one partition's log on `day` to `into`."""
     start, end = day_start_ms(day), day_end_ms(day)
     data = [entry.record for entry in entries[deleted:] if entry.committed]
@@ -291,9 +288,8 @@ def expect_partition(entries: list[Entry], deleted: int, day: date, skew_ms: int
         elif first >= start:
             into.cut = True
     late_from = next((i for i, r in enumerate(data) if r.timestamp_ms >= end), len(data))
-    stop = next((i for i, r in enumerate(data) if r.timestamp_ms >= end + skew_ms), len(data))
     size = 0
-    for i, record in enumerate(data[:stop]):
+    for i, record in enumerate(data):
         if start <= record.timestamp_ms < end:
             into.records += 1
             into.late += i > late_from
@@ -332,11 +328,11 @@ class LogDataset:
         for record in records:
             self.logs[self.topic(name)][record.partition].append(Entry(record, committed))
 
-    def expect(self, name: str, day: date, skew_ms: int = TIMESTAMP_SKEW_MS) -> Expected:
+    def expect(self, name: str, day: date) -> Expected:
         topic = self.topic(name)
         expected = Expected()
         for entries, deleted in zip(self.logs[topic], self.deleted[topic], strict=True):
-            expect_partition(entries, deleted, day, skew_ms, expected)
+            expect_partition(entries, deleted, day, expected)
         return expected
 
 
@@ -399,8 +395,8 @@ def _midnight(bootstrap: str, data: LogDataset) -> None:
     120 records on D-2 08:00-20:00 (100 B each, 1,000 B an hour);
     100 records at D-1 00:00:00-00:04:57 (50 B);
     50 late records stamped D-2 23:58:00-23:59:58 (80 B: 4,000 B, D-2's busiest hour);
-    40 records at D-1 00:10:00-00:29:30 (50 B): the one at 00:15:00 ends D-2's read;
-    1 record stamped D-2 12:00 (500 B), beyond the bound: counted on no day;
+    40 records at D-1 00:10:00-00:29:30 (50 B);
+    1 record stamped D-2 12:00 (500 B), appended after D-1 00:15: late, and still D-2's;
     230 records over D-1 01:00-24:00 (50 B)."""
     _, d2, d1, _ = data.days
     data.create(bootstrap, "midnight", 1)

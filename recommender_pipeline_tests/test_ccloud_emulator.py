@@ -8,6 +8,8 @@ was produced. API keys are checked as real SCRAM-SHA-256 users on the broker's S
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import time
 import uuid
@@ -21,7 +23,7 @@ import requests
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from recommender_pipeline_testing.ccloud_emulator import ConfluentCloudEmulator
+from recommender_pipeline_testing.ccloud_emulator import ConfluentCloudEmulator, CutBody, points
 from recommender_pipeline_testing.openapi import Specs
 from recommender_pipeline_testing.workloads import Record, create_topic, produce, send_records
 
@@ -742,3 +744,39 @@ def test_fail_next_injects_answers_by_path_prefix(emulator: ConfluentCloudEmulat
         ("/iam/v2/api-keys", 500, AUTH[0]),
         ("/org/v2/environments", 200, AUTH[0]),
     ]
+
+
+def test_fail_next_rewrites_the_real_answer_or_cuts_its_body(emulator: ConfluentCloudEmulator, world: World):
+    """The Metrics answers that are not what they seem: the real answer bent (a value negated, a
+    point left out), a bare list, and a body that breaks off mid-stream, real or given."""
+    body = metrics_body(world, group_by=("metric.topic",))
+    real = query(emulator, body).json()
+    assert len(real["data"]) > 1
+    emulator.fail_next(
+        "/v2/metrics/",
+        [
+            (200, points(lambda i, p: {**p, "value": -p["value"]}), {}),
+            (200, points(lambda i, p: None if i else [p, p]), {"X-Injected": "yes"}),
+            (200, [], {}),
+            (200, CutBody(keep=10), {}),
+            (200, CutBody(keep=5, payload={"data": []}), {}),
+        ],
+    )
+    negated = query(emulator, body)
+    assert negated.json() == {**real, "data": [{**p, "value": -p["value"]} for p in real["data"]]}
+    assert negated.headers["rateLimit-limit"] == "300, 3000"  # the real answer's headers, each scope's
+    duplicated = query(emulator, body)
+    assert duplicated.json()["data"] == [real["data"][0]] * 2 and duplicated.headers["X-Injected"] == "yes"
+    assert query(emulator, body).json() == []
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        query(emulator, body)
+    connection = http.client.HTTPConnection(emulator.url.removeprefix("http://"), timeout=30)
+    connection.request("POST", "/v2/metrics/cloud/query", json.dumps(body), {"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    assert answer.status == 200 and answer.getheader("Transfer-Encoding") == "chunked"
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        answer.read()
+    assert cut.value.partial == b'{"dat'
+    connection.close()
+    assert [r["status"] for r in emulator.requests[-6:]] == [200] * 6
+    assert query(emulator, body).json() == real  # five answers injected, five used

@@ -43,6 +43,9 @@ def test_recommendations_sane_fails_on_a_decrease_a_wrong_action_or_below_the_mi
     )
     assert passed is False and "below MIN_RECOMMENDED_PARTITIONS" in metadata["problems"].value["c1/orders"]
     assert recommendations_sane(rows(status="error", action="n/a", recommended_partitions=0), settings)[0] is True
+    idle = {"status": "empty", "recommended_partitions": 2, "action": "keep", "number_of_partitions": 2}
+    assert recommendations_sane(rows(**idle, binding="idle"), settings)[0] is True  # it keeps what it has
+    assert recommendations_sane(rows(**idle, binding="min_recommended_partitions"), settings)[0] is False
 
 
 def test_report_complete_fails_on_a_missing_or_repeated_topic(tmp_path):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, day_range_tags, measurement_job
 from recommender_pipeline.measuring import records
@@ -15,7 +17,7 @@ from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import ALL_ASSETS, CLUSTER_ID
-from recommender_pipeline_testing.workloads import create_topic, produce
+from recommender_pipeline_testing.workloads import create_topic, produce, spread
 
 DAY = utc_today() - timedelta(days=1)
 
@@ -118,3 +120,35 @@ def test_a_chunk_that_raises_loses_only_its_topics_and_the_retry_re_reads_only_t
         assert materialized_topics(retry) == {f"{prefix}.y"}  # only the failed chunk ran, and re-read y
     assert pipeline.measurement(DAY, f"{prefix}.y")["records"] == truth[f"{prefix}.y"]
     assert {topic: measured_at(pipeline, topic) for topic in before} == before
+
+
+def test_a_forced_re_measure_never_downgrades_a_day_whose_records_left_or_whose_cluster_failed(
+    configure, pipeline, prefix, kafka_bootstrap, monkeypatch: pytest.MonkeyPatch
+):
+    """3,600 records measured; then DeleteRecords empties the log, and a forced run reads nothing
+    (not measurable); then the cluster fails a forced run (error rows). The day stays measured."""
+    topic = f"{prefix}.kept"
+    create_topic(kafka_bootstrap, topic, 1)
+    produce(kafka_bootstrap, topic, spread(DAY, 0, 3_600, 20, seconds=86_400))
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1)
+    assert pipeline.inventory().success and pipeline.measure(DAY).success
+    assert (pipeline.measurement(DAY, topic)["status"], pipeline.measurement(DAY, topic)["records"]) == (
+        "measured",
+        3_600,
+    )
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.delete_records([TopicPartition(topic, 0, -1)], operation_timeout=30).values():
+        future.result()  # offset -1: up to the high watermark
+    forced = pipeline.measure(DAY, force=True)
+    assert forced.success and materialized_topics(forced) == set()
+    row = pipeline.measurement(DAY, topic)
+    assert (row["status"], row["records"], row["bytes"]) == ("measured", 3_600, 3_600 * 20)
+
+    def unreachable(self, topics, read_from=None):
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
+
+    monkeypatch.setattr(records.DayMeasurer, "measure", unreachable)
+    assert not pipeline.measure(DAY, force=True).success
+    row = pipeline.measurement(DAY, topic)
+    assert (row["status"], row["records"], row["bytes"]) == ("measured", 3_600, 3_600 * 20)

@@ -7,6 +7,8 @@ the log as it would be at that hour. The truth is what was produced.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from recommender_pipeline.measuring.days import DAY_MS, HOUR_MS, day_start_ms, u
 from recommender_pipeline.measuring.measurement import TopicSpec
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
 from recommender_pipeline.resources import build_resources
+from recommender_pipeline_testing.untidy_logs import wait_until_emptied
 from recommender_pipeline_testing.workloads import Record, create_topic, produce
 
 RETENTION_MS = 7 * HOUR_MS
@@ -121,3 +124,97 @@ def test_one_read_after_the_day_closed_says_which_hours_retention_took(kafka_boo
     assert (row["records"], row["bytes"]) == (len(kept), sum(r.size for r in kept))
     assert bool(row["partial"]) is True
     assert "hours 00-17 UTC were deleted before they were captured whole" in row["reason"]
+
+
+def capture(kafka_bootstrap: str, store, spec: TopicSpec, day: date, now_ms: int, skew_seconds: int = 900) -> dict:
+    """One capture at `now_ms` of what the store says is left to read, merged into the store."""
+    stored = store.read_measurements(day.isoformat(), day.isoformat()).to_dict("records")
+    reads = hours.pending_reads(stored, day, [spec.topic])
+    consumer_config = {"bootstrap.servers": kafka_bootstrap, "group.id": "capture", "enable.auto.commit": False}
+    measurer = DayMeasurer(
+        AdminClient({"bootstrap.servers": kafka_bootstrap}),
+        lambda overrides: Consumer({**consumer_config, "isolation.level": "read_committed", **overrides}),
+        day,
+        SamplingLimits(None, 1.0, 20, skew_ms=skew_seconds * 1000),
+        clock=lambda: now_ms / 1000,
+    )
+    store.write_measurements(measurer.measure([spec], reads))
+    return store.read_measurements(day.isoformat(), day.isoformat()).iloc[0].to_dict()
+
+
+def hour_truth(records: list[Record], start: int) -> tuple[list[int], list[int]]:
+    counts, sizes = [0] * 24, [0] * 24
+    for record in records:
+        hour = (record.timestamp_ms - start) // HOUR_MS
+        if 0 <= hour < 24:
+            counts[hour] += 1
+            sizes[hour] += record.size
+    return counts, sizes
+
+
+def test_an_idle_partition_emptied_by_retention_does_not_break_the_hourly_capture(kafka_bootstrap, prefix, store):
+    """Partition 2 held only records stamped 9 days ago, which retention deleted (log start = log
+    end > 0); partitions 0 and 1 carry the day. Three captures during the day and one after it
+    store every hour whole, as for the same topic without the idle partition."""
+    topic, day = f"{prefix}.idle", utc_today() - timedelta(days=3)
+    create_topic(kafka_bootstrap, topic, 3, {"retention.ms": str(7 * DAY_MS)})
+    produce(
+        kafka_bootstrap, topic, [Record(day_start_ms(day) - 6 * DAY_MS + i, b"old", partition=2) for i in range(20)]
+    )
+    records = [replace(r, partition=r.partition % 2) for r in day_records(day)]
+    produce(kafka_bootstrap, topic, records)
+    wait_until_emptied(kafka_bootstrap, [topic], lambda tp: tp.partition == 2)
+    spec = TopicSpec("local", topic, 3, 7 * DAY_MS, False)
+    start = day_start_ms(day)
+    counts, sizes = hour_truth(records, start)
+    for hour in (7, 13, 19):
+        row = capture(kafka_bootstrap, store, spec, day, start + hour * HOUR_MS + 30 * 60_000)
+        assert json.loads(row["hour_records"])[:hour] == counts[:hour]
+        assert row["hours_captured"] == "c" * hour + "o" + "-" * (23 - hour)
+    row = capture(kafka_bootstrap, store, spec, day, start + DAY_MS + 30 * 60_000)
+    assert row["hours_captured"] == "c" * 24
+    assert json.loads(row["hour_records"]) == counts
+    assert (row["records"], row["bytes"], bool(row["exact"]), bool(row["partial"])) == (
+        sum(counts),
+        sum(sizes),
+        True,
+        False,
+    )
+
+
+def test_an_hour_is_settled_only_after_the_skew_bound_so_records_appended_late_count(kafka_bootstrap, prefix, store):
+    """A producer 10 minutes late: hour 07's last records arrive after 08:05. With
+    TIMESTAMP_SKEW_SECONDS=900 the 08:05 capture leaves hour 07 open and the 09:05 one reads them."""
+    topic, day = f"{prefix}.late", utc_today() - timedelta(days=3)
+    create_topic(kafka_bootstrap, topic, 1)
+    start = day_start_ms(day)
+    records = [Record(start + 7 * HOUR_MS + i * 3_400, b"x" * (10 + i % 7)) for i in range(1_059)]
+    on_time = [r for r in records if r.timestamp_ms < start + 7 * HOUR_MS + 55 * 60_000]
+    produce(kafka_bootstrap, topic, on_time)
+    spec = TopicSpec("local", topic, 1, 7 * DAY_MS, False)
+    first = capture(kafka_bootstrap, store, spec, day, start + 8 * HOUR_MS + 5 * 60_000)
+    assert first["hours_captured"][7] == "o"
+    produce(kafka_bootstrap, topic, records[len(on_time) :])  # appended 08:05-08:10
+    second = capture(kafka_bootstrap, store, spec, day, start + 9 * HOUR_MS + 5 * 60_000)
+    assert second["hours_captured"][:9] == "c" * 8 + "o"  # hour 08 settles at 09:15
+    assert json.loads(second["hour_records"])[7] == len(records) == 1_059
+    assert second["bytes"] == sum(r.size for r in records)
+
+
+def test_a_day_merged_from_captures_keeps_the_whole_days_intervals_and_partition_bytes(kafka_bootstrap, prefix, store):
+    """Captured at 06:30, 12:30 and 18:30 and after midnight, every record read: the merged day is
+    exact, so its intervals are its values, and its bytes per partition cover every hour."""
+    topic, records = produced(kafka_bootstrap, prefix, "merged")[0::2]
+    day = utc_today() - timedelta(days=3)
+    spec = TopicSpec("local", topic, PARTITIONS, 7 * DAY_MS, False)
+    start = day_start_ms(day)
+    for now in (6, 12, 18, 24):
+        row = capture(kafka_bootstrap, store, spec, day, start + now * HOUR_MS + 30 * 60_000)
+    total = sum(r.size for r in records)
+    per_partition = [sum(r.size for r in records if r.partition == p) for p in range(PARTITIONS)]
+    peak = max(hour_truth(records, start)[1]) / 3600
+    assert (bool(row["exact"]), row["bytes"]) == (True, total)
+    assert (row["bytes_ci_low"], row["bytes_ci_high"]) == (total, total)
+    assert (row["peak_ci_low"], row["peak_ci_high"]) == pytest.approx((peak, peak), rel=1e-12)
+    assert json.loads(row["partition_bytes"]) == per_partition
+    assert row["skew"] == pytest.approx(max(per_partition) / (total / PARTITIONS), rel=1e-12)

@@ -2,6 +2,8 @@
 Dagster's own contexts on a real instance and the real broker."""
 
 import json
+import time
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -9,6 +11,7 @@ import pandas as pd
 from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.assets.measurements import measure_topic_chunk
+from recommender_pipeline.freshness import stale_days
 from recommender_pipeline.measuring import hours
 from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status
@@ -20,6 +23,7 @@ from recommender_pipeline.sensors import (
     measured,
     recommendations_after_measurement_sensor,
     recommendations_after_partial_measurement_sensor,
+    stale_recommendations_sensor,
     topic_discovery_sensor,
 )
 from recommender_pipeline_testing.known_truth import records_in_hour
@@ -97,17 +101,23 @@ def settled_day(day: date, cluster_id: str, topic: str) -> dict:
     return row
 
 
-def test_the_hourly_tick_captures_the_hour_just_ended(pipeline):
+def test_the_hourly_tick_captures_the_hour_just_ended_and_yesterday_until_it_settles(configure, pipeline):
+    configure(TIMESTAMP_SKEW_SECONDS=900)
     pipeline.instance.add_dynamic_partitions(topics_partitions.name, ["c1/orders", "c2/audit"])
-    for tick, day, key in [
-        (datetime(2026, 3, 10, 13, 5, tzinfo=UTC), "2026-03-10", "capture-2026-03-10T12"),
-        (datetime(2026, 3, 10, 0, 5, tzinfo=UTC), "2026-03-09", "capture-2026-03-09T23"),  # closes yesterday
+    for tick, days in [
+        (datetime(2026, 3, 10, 13, 5, tzinfo=UTC), ["2026-03-10"]),
+        (datetime(2026, 3, 10, 0, 5, tzinfo=UTC), ["2026-03-09"]),  # hour 23 is still open
+        (datetime(2026, 3, 10, 1, 5, tzinfo=UTC), ["2026-03-09", "2026-03-10"]),  # it settled at 00:15
+        (datetime(2026, 3, 10, 2, 5, tzinfo=UTC), ["2026-03-10"]),
     ]:
-        context = dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=tick)
-        [request] = hourly_capture_schedule(context)
-        assert request.run_key == key
-        assert request.tags["dagster/asset_partition_range_start"] == f"{day}|c1/orders"
-        assert request.tags["dagster/asset_partition_range_end"] == f"{day}|c2/audit"
+        with dg.build_schedule_context(
+            instance=pipeline.instance, scheduled_execution_time=tick, resources=pipeline.resources()
+        ) as context:
+            requests = hourly_capture_schedule(context)
+        assert [r.run_key for r in requests] == [f"capture-{day}-at-{tick:%Y-%m-%dT%H}" for day in days]
+        for request, day in zip(requests, days, strict=True):
+            assert request.tags["dagster/asset_partition_range_start"] == f"{day}|c1/orders"
+            assert request.tags["dagster/asset_partition_range_end"] == f"{day}|c2/audit"
     assert hourly_capture_schedule.cron_schedule == "5 * * * *"
     assert hourly_capture_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
@@ -203,7 +213,7 @@ def test_every_schedule_and_sensor_starts_stopped():
 
     assert {s.name for s in ALL_SCHEDULES} == {"daily_measurement_schedule", "hourly_capture_schedule"}
     assert all(s.default_status == dg.DefaultScheduleStatus.STOPPED for s in ALL_SCHEDULES)
-    assert len(ALL_SENSORS) == 3
+    assert len(ALL_SENSORS) == 4
     assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in ALL_SENSORS)
 
 
@@ -212,3 +222,32 @@ def test_every_schedule_and_sensor_describes_itself_in_the_ui():
 
     for definition in [*ALL_SCHEDULES, *ALL_SENSORS]:
         assert definition.description and len(definition.description) > 40, definition.name
+
+
+def test_recommendations_whose_window_gained_a_day_are_brought_up_to_date_once_no_run_is_in_flight(configure, pipeline):
+    """A 3-day window. Today's and yesterday's recommendations were made; then D-1 was measured
+    late (a backfill newest day first, a retry): both windows hold it, D-2's was not made."""
+    configure(SAMPLING_DAYS=3)
+    back = {n: utc_today() - timedelta(days=n) for n in range(4)}
+
+    def evaluate():
+        with dg.build_sensor_context(instance=pipeline.instance, resources=pipeline.resources()) as context:
+            return stale_recommendations_sensor(context)
+
+    pipeline.store.write_measurements([settled_day(back[3], "c1", "orders")])
+    for n in (1, 0):
+        pipeline.instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="topic_recommendations", partition=back[n].isoformat())
+        )
+    assert isinstance(evaluate(), dg.SkipReason)  # D-3 was stored before both recommendations
+    assert stale_days(pipeline.instance, pipeline.store, 3, utc_today()) == {}
+
+    time.sleep(0.01)
+    pipeline.store.write_measurements([settled_day(back[1], "c1", "orders")])
+    requests = evaluate()
+    assert [r.partition_key for r in requests] == [back[1].isoformat(), back[0].isoformat()]
+    assert len({r.run_key for r in requests}) == 2
+
+    measuring = dg.DagsterRun(job_name="measurement_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+    pipeline.instance.add_run(measuring)
+    assert "measuring or recommending" in evaluate().skip_message  # refreshed once, after the run

@@ -212,7 +212,7 @@ def test_a_write_replaces_the_rows_of_the_same_day_cluster_and_topic(store):
     assert len(store.read_measurements("2024-03-01", "2024-03-02")) == 4
 
 
-def test_a_measured_or_empty_day_is_never_downgraded_unless_forced(store):
+def test_a_measured_or_empty_day_is_never_downgraded(store):
     good = measurement("2024-03-01", "orders", records=10)
     quiet = measurement("2024-03-01", "quiet", status="empty", records=0, bytes=0)
     store.write_measurements([good, quiet])
@@ -229,11 +229,15 @@ def test_a_measured_or_empty_day_is_never_downgraded_unless_forced(store):
     assert_row(stored[("2024-03-01", "c1", "orders")], good)
     assert_row(stored[("2024-03-01", "c1", "quiet")], quiet)
     assert stored[("2024-03-01", "c1", "shorter")]["records"] == 9  # an open day's read covers less
-    # The same window again, or a longer one, replaces; `force` replaces anything.
+    # The same window again, or a longer one, replaces; a worse row never does (a forced
+    # re-measure writes through the same merge).
     assert len(store.write_measurements([measurement("2024-03-01", "orders", records=11)])) == 1
-    assert len(store.write_measurements(worse[:1], force=True)) == 1
+    assert store.write_measurements(worse[:1]) == []
     stored = keyed(store.read_measurements("2024-03-01", "2024-03-01"))
-    assert stored[("2024-03-01", "c1", "orders")]["status"] == "not_measurable"
+    assert (stored[("2024-03-01", "c1", "orders")]["status"], stored[("2024-03-01", "c1", "orders")]["records"]) == (
+        "measured",
+        11,
+    )
 
 
 def test_reads_are_ordered_by_cluster_topic_and_date_and_bounded_by_the_days(store):
@@ -409,9 +413,9 @@ def test_both_engines_return_the_same_frames(tmp_path, monkeypatch, request):
         store.write_measurements(rows)
         store.replace_inventory(inventory)
     duck, postgres = stores
-    assert_frame_equal(
-        duck.read_measurements("2024-03-01", "2024-03-02"), postgres.read_measurements("2024-03-01", "2024-03-02")
-    )
+    written = [store.read_measurements("2024-03-01", "2024-03-02") for store in stores]
+    assert all(frame["stored_at"].str.match(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00$").all() for frame in written)
+    assert_frame_equal(*(frame.drop(columns="stored_at") for frame in written))  # when each wrote differs
     assert_frame_equal(
         duck.read_measurements("2025-01-01", "2025-01-02"), postgres.read_measurements("2025-01-01", "2025-01-02")
     )
@@ -518,7 +522,7 @@ def test_a_write_that_fails_midway_rolls_back_and_keeps_the_old_rows(store, monk
     monkeypatch.setattr(sessions.DuckDBSession, "insert", broken)
     monkeypatch.setattr(sessions.PostgresSession, "insert", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        store.write_measurements([measurement("2024-03-01", "orders", records=9, reason="new")], force=True)
+        store.write_measurements([measurement("2024-03-01", "orders", records=9, reason="new")])
     row = keyed(store.read_measurements("2024-03-01", "2024-03-01"))[("2024-03-01", "c1", "orders")]
     assert (row["records"], row["reason"]) == (5, "old")
 

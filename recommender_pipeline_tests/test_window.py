@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
+from recommender_pipeline.partition_shape import partitions_by_day
 from recommender_pipeline.settings import Settings
 from recommender_pipeline.topic_window import topic_window
 
@@ -112,3 +113,99 @@ def test_hot_partition_skew_is_yes_at_the_threshold_and_no_just_below(partition_
     result = window([day(b, records=3, bytes=300, partition_bytes=partition_bytes) for b in range(3)])
     assert result["hot_partition_ingress"] == hot
     assert result["hot_partition_egress"] == "n/a"  # record sampling does not see consumers
+
+
+def grown_window(before: str, partitions_now: int = 6, peak: float = 1e6) -> dict:
+    """Four days: two with `before` as their partition bytes, then two balanced over 6 partitions."""
+    rows = [
+        day(back, records=6, bytes=6_000, partition_bytes=before, peak_ingress_bytes_per_sec=peak) for back in (3, 2)
+    ]
+    rows += [
+        day(
+            back,
+            records=6,
+            bytes=6_000,
+            partition_bytes="[1000,1000,1000,1000,1000,1000]",
+            peak_ingress_bytes_per_sec=peak,
+        )
+        for back in (1, 0)
+    ]
+    inventory = INVENTORY.copy()
+    inventory["partitions"] = partitions_now
+    settings = Settings.model_construct(sampling_days=4, hot_partition_skew=2.0)
+    return topic_window(inventory, pd.DataFrame(rows), END, settings)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "[6000]",  # measured each day while the topic had one partition
+        "[6000,0,0,0,0,0]",  # measured after it grew: the new partitions show nothing on the old days
+    ],
+)
+def test_a_balanced_topic_grown_from_1_to_6_partitions_stays_balanced(before):
+    result = grown_window(before)
+    assert result["partition_skew"] == pytest.approx(1.0)
+    assert result["effective_partitions"] == pytest.approx(6.0)
+    assert result["busiest_partition_share"] == pytest.approx(1 / 6)
+    assert (result["hot_partition_ingress"], result["hot_key"]) == ("no", "no")
+    assert "the 2 of 4 days on which the topic had 6 partitions" in result["reason"]
+
+
+def test_a_skewed_topic_stays_skewed_and_a_cold_partition_is_not_taken_for_a_new_one():
+    rows = [day(back, records=3, bytes=1_000, partition_bytes="[900,100,0]") for back in range(3)]
+    result = window(rows)
+    assert result["effective_partitions"] == pytest.approx(1 / (0.9**2 + 0.1**2))
+    assert (result["partition_skew"], result["hot_partition_ingress"]) == (pytest.approx(2.7), "yes")
+
+
+def test_partitions_by_day_sees_partitions_added_after_a_day():
+    days = [[5.0, 0.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0], [5.0, 4.0, 0.0, 3.0], [5.0, 4.0, 2.0, 3.0]]
+    assert partitions_by_day(days) == [1, 1, 4, 4]
+    assert partitions_by_day([[5.0, 0.0], [5.0, 0.0]]) == [2, 2]  # a cold partition was always there
+
+
+def test_a_topic_idle_all_window_keeps_its_partitions_and_gets_no_increase():
+    rows = [day(back, status=Status.EMPTY, records=0, bytes=0, partition_bytes="[0]") for back in range(3)]
+    inventory = INVENTORY.copy()
+    inventory["partitions"] = 1
+    result = topic_window(inventory, pd.DataFrame(rows), END, Settings.model_construct(sampling_days=3))
+    assert (result["status"], result["action"], result["recommended_partitions"], result["binding"]) == (
+        "empty",
+        "keep",
+        1,
+        "idle",
+    )
+    assert result["reason"].startswith("idle: no record in the window's 3 measured days")
+
+
+def test_consumers_not_observed_are_unknown_and_the_reason_says_which_terms_were_not_weighed():
+    rows = [day(back, records=10, bytes=1_000, partition_bytes="[400,300,300]") for back in range(3)]
+    result = window(rows)  # no topic_profiles in the window
+    unknown = ("consumer_groups", "largest_group_members", "idle_members", "fan_out", "fan_out_term")
+    assert [result[name] for name in (*unknown, "consumer_group_term")] == [None] * 6
+    assert "consumers not observed" in result["reason"]
+    assert "fan_out and consumer_group term(s) could not be weighed" in result["reason"]
+    observed = pd.DataFrame(
+        [
+            {
+                "date": END.isoformat(),
+                "consumer_groups": "[]",
+                "key_sampled_records": 0,
+                "keyed_records": 0,
+                "top_key_share": None,
+                "key_hashes": "[]",
+            }
+        ]
+    )
+    frame = pd.DataFrame(rows)
+    seen = topic_window(INVENTORY, frame, END, Settings.model_construct(sampling_days=3), observed)
+    assert (seen["consumer_groups"], seen["fan_out"], seen["fan_out_term"]) == (0, 0.0, 0)
+    assert "consumers not observed" not in seen["reason"]
+
+
+def test_a_partial_day_that_was_not_sampled_is_not_called_estimated():
+    rows = [day(back, records=10, bytes=1_000, exact=back != 1, partial=back == 1) for back in range(3)]
+    assert "estimated from a sample" not in window(rows)["reason"]
+    rows[0]["estimated"] = True
+    assert f"estimated from a sample (SAMPLING_BATCH_SIZE) on {END}" in window(rows)["reason"]

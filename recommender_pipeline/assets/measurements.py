@@ -55,6 +55,7 @@ def plan_chunks(
             int(row.partitions),
             None if pd.isna(row.retention_ms) else int(row.retention_ms),
             bool(row.is_compacted),
+            str(row.cleanup_policy) if isinstance(getattr(row, "cleanup_policy", None), str) else "delete",
         )
         for row in inventory.itertuples()
     }
@@ -182,7 +183,7 @@ def measure_topic_chunk(
         context.log.error(reason)
         rows = [Measurement.failed(spec, day, method, reason) for spec in topics]
     elapsed = time.monotonic() - started
-    written = store.write_measurements(rows, force=forced(context))
+    written = store.write_measurements(rows)
     for row in written:
         if row["status"] != Status.ERROR:
             yield dg.AssetMaterialization(

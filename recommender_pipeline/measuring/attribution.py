@@ -65,24 +65,45 @@ class Retention(Enum):
     """What the log still holds of a day in one partition."""
 
     WHOLE = "whole"
+    EMPTIED = "emptied"  # retention emptied the partition of records all older than the day: it held none of it
     PARTIAL = "partial"  # the log's head was deleted inside the day
     LOST = "lost"  # the log's head was deleted after the day ended: its records are gone
 
 
-def day_retention(
-    log_start: int, day_first_offset: int, first_timestamp: int | None, day_start: int, day_end: int
-) -> Retention:
+@dataclass(frozen=True)
+class LogBounds:
+    """One partition's log around a day: where it starts and ends, where the day's read starts
+    (the broker's first offset at `read_from`), and the first readable record's time from there."""
+
+    log_start: int
+    first: int
+    stable: int
+    first_timestamp: int | None  # None: no readable record from `first` on
+
+
+def day_retention(bounds: LogBounds, read_from: int, day_end: int, retention_horizon: int | None) -> Retention:
     """Judges truncation from the log itself, whatever `retention.ms` says.
 
     When the log's first offset is not 0, something was deleted (retention by time or size,
-    `DeleteRecords`). If the day's first offset is that first offset, no retained record is older
+    `DeleteRecords`). If the day's read starts at that first offset, no retained record is older
     than the day, so the deleted records may have belonged to it: the first retained record's
-    time tells how much. `first_timestamp` None means the log holds no readable record from there.
+    time tells how much.
+
+    A partition that holds nothing at all (log start = log end > 0) is the one case where that
+    time is missing. Kafka's time retention deletes a segment only once its newest record is
+    older than `retention.ms` (the active segment too, so an idle partition ends up empty), and
+    size retention never deletes the last segment, so when the day began after the horizon
+    (`retention_horizon`: the measurement's time minus `retention.ms`, None without time
+    retention) an emptied partition held no record of the day: it was idle. Without time
+    retention (`retention.ms=-1`, as Kafka Streams' repartition topics, which are purged by
+    DeleteRecords) an emptied partition may have lost the day.
     """
-    if log_start <= 0 or day_first_offset > log_start:
+    if bounds.log_start <= 0 or bounds.first > bounds.log_start:
         return Retention.WHOLE
-    if first_timestamp is None or first_timestamp >= day_end:
+    if bounds.log_start >= bounds.stable and retention_horizon is not None and read_from >= retention_horizon:
+        return Retention.EMPTIED
+    if bounds.first_timestamp is None or bounds.first_timestamp >= day_end:
         return Retention.LOST
-    if first_timestamp > day_start:
+    if bounds.first_timestamp > read_from:
         return Retention.PARTIAL
     return Retention.WHOLE

@@ -33,11 +33,13 @@ GOOD = {"measured", "empty"}
 WORSE = {"not_measurable", "error"}
 
 
-def hour_states(day_start: int, read_from: int, retained_from: int, measured_at: int) -> str:
+def hour_states(day_start: int, read_from: int, retained_from: int, measured_at: int, settle_ms: int = 0) -> str:
     """The state of each hour of the day for one capture.
 
     `read_from`: where this capture started reading (an hour boundary); `retained_from`: the
-    time from which every partition still held all its records (the log's deletions end there).
+    time from which every partition still held all its records (the log's deletions end there);
+    `settle_ms` (TIMESTAMP_SKEW_SECONDS): how long after an hour ends records stamped in it may
+    still be appended, so an hour is complete only once that long has passed, and open until then.
     """
     states = []
     for hour in range(HOURS_PER_DAY):
@@ -46,10 +48,10 @@ def hour_states(day_start: int, read_from: int, retained_from: int, measured_at:
             states.append(NOT_READ)
         elif retained_from >= end:
             states.append(LOST)
+        elif end + settle_ms > measured_at:
+            states.append(OPEN)
         elif retained_from > start:
             states.append(PARTIAL)
-        elif end > measured_at:
-            states.append(OPEN)
         else:
             states.append(COMPLETE)
     return "".join(states)
@@ -92,8 +94,9 @@ def merge(stored: dict | None, new: dict) -> dict | None:
     old_states, new_states = stored["hours_captured"], new["hours_captured"]
     old_records, new_records = _hours(stored, "hour_records"), _hours(new, "hour_records")
     old_bytes, new_bytes = _hours(stored, "hour_bytes"), _hours(new, "hour_bytes")
+    old_exact, new_exact = stored_flag(stored.get("exact")), stored_flag(new.get("exact"))
     take_new = [
-        RANK[b] > RANK[a] or (RANK[a] == RANK[b] == RANK[COMPLETE]) or (RANK[a] == RANK[b] and nr > orc)
+        RANK[b] > RANK[a] or (RANK[a] == RANK[b] and _newer_wins(a, old_exact, new_exact, orc, nr))
         for a, b, orc, nr in zip(old_states, new_states, old_records, new_records, strict=True)
     ]
     if all(take_new):
@@ -109,12 +112,16 @@ def merge(stored: dict | None, new: dict) -> dict | None:
     _merge_buckets(merged, stored, new, take_new)
     exact = stored_flag(stored.get("exact")) and stored_flag(new.get("exact"))
     merged["exact"] = exact
-    if not exact:  # intervals of different captures' hours do not combine: unknown
+    merged["estimated"] = stored_flag(stored.get("estimated")) or stored_flag(new.get("estimated"))
+    if exact:  # every hour read whole: the day's intervals are its values
+        merged["bytes_ci_low"] = merged["bytes_ci_high"] = float(merged["bytes"])
+        merged["peak_ci_low"] = merged["peak_ci_high"] = float(merged["peak_ingress_bytes_per_sec"])
+    else:  # intervals of different captures' hours do not combine: unknown
         for name in ("bytes_ci_low", "bytes_ci_high", "peak_ci_low", "peak_ci_high"):
             merged[name] = None
-    if float(stored.get("bytes") or 0) > float(new.get("bytes") or 0):  # per-partition bytes: the fuller capture's
-        merged["partition_bytes"], merged["skew"] = stored["partition_bytes"], stored["skew"]
-    merged["late_records"] = max(int(stored.get("late_records") or 0), int(new.get("late_records") or 0))
+    _merge_partitions(merged, stored, new, take_new)
+    for name in ("late_records", "future_records", "untimestamped_records"):
+        merged[name] = max(int(stored.get(name) or 0), int(new.get(name) or 0))
     merged["sampled_records"] = int(stored.get("sampled_records") or 0) + int(new.get("sampled_records") or 0)
     merged["reason"] = "; ".join(
         part
@@ -122,6 +129,19 @@ def merge(stored: dict | None, new: dict) -> dict | None:
         if part
     )
     return merged
+
+
+def _newer_wins(state: str, old_exact: bool, new_exact: bool, old_records: float, new_records: float) -> bool:
+    """Between two captures that saw an hour equally completely: an exact count beats an estimate;
+    two exact counts of a complete hour differ only when records left the log in between
+    (retention, DeleteRecords, compaction), so the larger one, which saw them, stays; two
+    estimates of it go to the newer (a re-measure after changing SAMPLING_BATCH_SIZE); an open
+    or partial hour goes to the capture that counted more."""
+    if state != COMPLETE:
+        return new_records > old_records
+    if old_exact != new_exact:
+        return new_exact
+    return new_records >= old_records if new_exact else True
 
 
 def fill_day(row: dict, states: str, hour_records: Sequence[float], hour_bytes: Sequence[float]) -> None:
@@ -176,6 +196,28 @@ def _merge_buckets(merged: dict, stored: dict, new: dict, take_new: list[bool]) 
     )
     if not merged["records"]:
         merged["peak_bucket_start"] = None
+
+
+def _merge_partitions(merged: dict, stored: dict, new: dict, take_new: list[bool]) -> None:
+    """Each partition's bytes from the hours kept of each capture, and the skew they give. A row
+    from before per-partition hours were stored keeps the fuller capture's partition bytes."""
+    old_text, new_text = stored.get("partition_hour_bytes") or "", new.get("partition_hour_bytes") or ""
+    old, fresh = (json.loads(old_text) if old_text else []), (json.loads(new_text) if new_text else [])
+    if not old or not fresh:
+        if float(stored.get("bytes") or 0) > float(new.get("bytes") or 0):
+            merged["partition_bytes"], merged["skew"] = stored["partition_bytes"], stored["skew"]
+        return
+    old += [[0] * HOURS_PER_DAY] * (len(fresh) - len(old))  # partitions added since the older capture
+    fresh += [[0] * HOURS_PER_DAY] * (len(old) - len(fresh))
+    per_partition = [
+        [n if t else o for o, n, t in zip(before, after, take_new, strict=True)]
+        for before, after in zip(old, fresh, strict=True)
+    ]
+    totals = [sum(hours) for hours in per_partition]
+    mean = sum(totals) / len(totals) if totals else 0.0
+    merged["partition_hour_bytes"] = json.dumps(per_partition)
+    merged["partition_bytes"] = json.dumps(totals, separators=(",", ":"))
+    merged["skew"] = max(totals) / mean if mean else 0.0
 
 
 def missing_hours(states: str) -> list[int]:

@@ -38,6 +38,14 @@ class TopicSpec:
     partitions: int
     retention_ms: int | None
     is_compacted: bool
+    cleanup_policy: str = "delete"
+
+    def retention_horizon(self, at_ms: int) -> int | None:
+        """Time retention deletes only records older than this at `at_ms`; None when the topic has
+        no time retention (`retention.ms` -1, or compaction alone)."""
+        if self.retention_ms is None or self.retention_ms <= 0 or "delete" not in self.cleanup_policy.lower():
+            return None
+        return at_ms - self.retention_ms
 
 
 @dataclass
@@ -59,6 +67,7 @@ class Measurement:
     window_seconds: float = 0.0
     day_closed: bool = False
     exact: bool = True  # every record of the day was read
+    estimated: bool = False  # some of the day's numbers come from a sample (SAMPLING_BATCH_SIZE)
     partial: bool = False  # part of the day was deleted from the log before it was measured
     records: int = 0
     bytes: int = 0
@@ -66,6 +75,10 @@ class Measurement:
     sampled_records: int = 0  # records actually read
     retained_records: int = 0
     late_records: int = 0  # counted records that were appended after the next day had begun
+    # Records read that no day can hold: stamped more than `records.PLAUSIBLE_AHEAD_MS` after the
+    # measurement (a clock far ahead), or without a timestamp (-1: an old message format).
+    future_records: int = 0
+    untimestamped_records: int = 0
     mean_record_bytes: float = 0.0
     avg_ingress_bytes_per_sec: float = 0.0
     peak_ingress_bytes_per_sec: float = 0.0
@@ -77,6 +90,9 @@ class Measurement:
     peak_ci_low: float | None = None
     peak_ci_high: float | None = None
     partition_bytes: str = "[]"  # JSON list, one entry per partition
+    # JSON list per partition of its 24 hours' bytes, so that a day merged from several captures
+    # keeps each partition's bytes of the hours it kept; empty for the Metrics API.
+    partition_hour_bytes: str = ""
     # Hourly capture (`hours`): JSON lists of the 24 UTC hours' records and bytes, and one state
     # letter per hour; empty for the Metrics API.
     hour_records: str = ""
@@ -89,6 +105,7 @@ class Measurement:
     hot_partition_ingress: bool | None = None
     hot_partition_egress: bool | None = None
     measured_at: str = ""
+    stored_at: str = ""  # when the store wrote the row: a recommendation made before it is out of date
     duration_seconds: float = 0.0  # the topic's share (by partitions) of its chunk's measuring time
 
     @classmethod

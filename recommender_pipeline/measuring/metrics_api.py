@@ -4,6 +4,10 @@ counters instead of reading records.
 Queries are batched per cluster and day, one per metric with `group_by` on the topic (and the
 partition for skew), over an absolute interval (so page tokens stay valid): six queries plus
 paging whatever the topic count.
+
+No answer is used unchecked: the client checks each page's shape, and `_points` the values of a
+whole query (`metrics_answers.checked_points`). Any failure fails the cluster-day with one line
+naming the cluster, the metric and the day; the chunk turns it into error rows for its topics.
 """
 
 import dataclasses
@@ -15,6 +19,7 @@ from datetime import UTC, date, datetime
 from recommender_pipeline.errors import ConfluentApiError
 from recommender_pipeline.measuring.days import DAY_MS, day_end_ms, day_start_ms, iso_utc, unmeasurable_reason
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
+from recommender_pipeline.measuring.metrics_answers import checked_points
 
 METHOD = Method.METRICS_API
 RETENTION_DAYS = 7  # the Metrics API keeps a week of data
@@ -48,8 +53,11 @@ class MetricsDayMeasurer:
         self.granularity, self.bucket_seconds = GRANULARITY_FOR[peak_bucket_seconds]
         self.queries = 0  # metric queries sent (each one request, or more when it pages)
 
-    def _points(self, metric: str, granularity: str, group_by: list[str], interval: str) -> list[dict]:
-        """A query's points; a failure names the cluster, the metric and the day."""
+    def _points(self, metric: str, granularity: str, group_by: list[str], start_ms: int, end_ms: int) -> list[dict]:
+        """A query's points over [start_ms, end_ms), their values checked (each group and time
+        once). Any failure, the client's or the checks', is one line naming the cluster, the metric
+        and the day: the reason the chunk's error rows carry."""
+        interval = f"{_utc(start_ms)}/{_utc(end_ms)}"
         body = {
             "aggregations": [{"metric": METRIC_PREFIX + metric}],
             "filter": {"field": "resource.kafka.id", "op": "EQ", "value": self.cluster_id},
@@ -60,10 +68,11 @@ class MetricsDayMeasurer:
         }
         self.queries += 1
         try:
-            return self.query(body)
+            return checked_points(self.query(body), metric, group_by, granularity, start_ms, end_ms)
         except ConfluentApiError as error:
+            detail = " ".join(str(error).split())  # one line, whatever a server put in its error text
             raise ConfluentApiError(
-                f"Metrics API, cluster {self.cluster_id}, metric {metric}, day {self.day}: {error}", error.status
+                f"Metrics API, cluster {self.cluster_id}, metric {metric}, day {self.day}: {detail}", error.status
             ) from None
 
     def measure(self, topics: Iterable[TopicSpec]) -> list[Measurement]:
@@ -83,13 +92,12 @@ class MetricsDayMeasurer:
 
         # Whole minutes only: the API's points are per minute, and an absolute end keeps tokens valid.
         window_end = end_ms if closed else measured_at - measured_at % 60_000
-        interval = f"{_utc(start_ms)}/{_utc(window_end)}"
-        fine = self._points("received_bytes", self.granularity, [TOPIC], interval)
-        by_partition = self._points("received_bytes", "P1D", [TOPIC, PARTITION], interval)
-        records = self._points("received_records", "P1D", [TOPIC], interval)
-        egress = self._points("sent_bytes", "P1D", [TOPIC], interval)
-        hot_in = self._points("hot_partition_ingress", "PT1H", [TOPIC], interval)
-        hot_out = self._points("hot_partition_egress", "PT1H", [TOPIC], interval)
+        fine = self._points("received_bytes", self.granularity, [TOPIC], start_ms, window_end)
+        by_partition = self._points("received_bytes", "P1D", [TOPIC, PARTITION], start_ms, window_end)
+        records = self._points("received_records", "P1D", [TOPIC], start_ms, window_end)
+        egress = self._points("sent_bytes", "P1D", [TOPIC], start_ms, window_end)
+        hot_in = self._points("hot_partition_ingress", "PT1H", [TOPIC], start_ms, window_end)
+        hot_out = self._points("hot_partition_egress", "PT1H", [TOPIC], start_ms, window_end)
 
         buckets: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for point in fine:

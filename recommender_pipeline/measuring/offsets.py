@@ -23,6 +23,15 @@ REQUEST_TIMEOUT_SECONDS = 30
 
 
 @dataclass(frozen=True)
+class Found:
+    """The broker's answer for one partition: an offset (-1: no such record) and, for a lookup by
+    time or of the largest timestamp, the timestamp of the record it found (-1 otherwise)."""
+
+    offset: int
+    timestamp: int = -1
+
+
+@dataclass(frozen=True)
 class OffsetQuery:
     """One `list_offsets` request: the same kind of offset for many partitions."""
 
@@ -32,11 +41,11 @@ class OffsetQuery:
 
 def list_offsets(
     admin: AdminClient, queries: Mapping[str, OffsetQuery], errors: dict[str, str]
-) -> dict[str, dict[Key, int]]:
-    """Sends every query, then waits: {query name: {(topic, partition): offset}}.
+) -> dict[str, dict[Key, Found]]:
+    """Sends every query, then waits: {query name: {(topic, partition): Found}}.
 
-    -1 means "no such record" (a time after the last record). A partition whose lookup failed is
-    missing from the answer, and its topic gets the broker's reason in `errors`.
+    An offset of -1 means "no such record" (a time after the last record). A partition whose
+    lookup failed is missing from the answer, and its topic gets the broker's reason in `errors`.
     """
     pending = {}
     for name, query in queries.items():
@@ -50,11 +59,12 @@ def list_offsets(
         except KafkaException as error:
             for topic, _ in query.specs:
                 errors.setdefault(topic, f"offset lookup failed: {error.args[0].str()}")
-    answers: dict[str, dict[Key, int]] = {name: {} for name in queries}
+    answers: dict[str, dict[Key, Found]] = {name: {} for name in queries}
     for name, futures in pending.items():
         for tp, future in futures.items():
             try:
-                answers[name][(tp.topic, tp.partition)] = future.result().offset
+                info = future.result()
+                answers[name][(tp.topic, tp.partition)] = Found(info.offset, info.timestamp)
             except KafkaException as error:
                 errors.setdefault(tp.topic, f"offset lookup failed: {error.args[0].str()}")
     return answers
@@ -72,6 +82,11 @@ def at_times(times: Mapping[Key, int]) -> OffsetQuery:
 def log_start(keys: list[Key]) -> OffsetQuery:
     """The first offset still in the log (read_uncommitted: the log itself, not what is readable)."""
     return OffsetQuery({key: OffsetSpec.earliest() for key in keys}, IsolationLevel.READ_UNCOMMITTED)
+
+
+def largest_timestamp(keys: list[Key]) -> OffsetQuery:
+    """Each partition's record with the largest timestamp (-1 when the log holds none that has one)."""
+    return OffsetQuery({key: OffsetSpec.max_timestamp() for key in keys}, IsolationLevel.READ_UNCOMMITTED)
 
 
 def last_stable(keys: list[Key]) -> OffsetQuery:

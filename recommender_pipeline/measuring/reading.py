@@ -6,6 +6,10 @@ done when its position reaches its end offset, when a record at or past the end 
 a data record is stamped at or after its `stop_at` time, or when `limit` records were read; the
 partition is then paused so its fetches stop. Nothing waits a fixed time: the consumer takes
 what is already queued and only blocks, briefly, when nothing is.
+
+A record's timestamp is evidence, not a command: one stamped in the future of the measurement
+(beyond `plausible_until`) or without a timestamp (-1, old message formats) is counted apart,
+never placed in a day, and never ends a range or counts towards its `limit`.
 """
 
 from __future__ import annotations
@@ -33,9 +37,24 @@ class Range:
     end: int  # exclusive; the last stable offset when the range runs to the log's end
     tally: DayTally
     stop_at: int | None = None  # epoch ms: stop at the first data record stamped at or after it
-    limit: int | None = None  # stop after this many data records
+    limit: int | None = None  # stop after this many data records with a plausible timestamp
+    plausible_until: int | None = None  # epoch ms: records stamped later are implausible (a clock far ahead)
     read: int = 0  # data records read, in or out of the day
+    placed: int = 0  # of those, records with a plausible timestamp (the others: `future`, `untimestamped`)
+    future: int = 0  # records stamped after `plausible_until`
+    untimestamped: int = 0  # records without a timestamp (-1)
     covered_to: int | None = None  # the first offset not read, once done
+
+    def note(self, timestamp: int, size: int) -> None:
+        """Places one data record: in the tally when its timestamp is plausible, else counted apart."""
+        self.read += 1
+        if timestamp < 0:
+            self.untimestamped += 1
+        elif self.plausible_until is not None and timestamp > self.plausible_until:
+            self.future += 1
+        else:
+            self.placed += 1
+            self.tally.add(timestamp, size)
 
 
 def read_ranges(
@@ -97,16 +116,15 @@ def read_ranges(
                     finish(key, span.end)
                     continue
                 timestamp = message.timestamp()[1]
-                if span.stop_at is not None and timestamp >= span.stop_at:
+                if span.stop_at is not None and span.stop_at <= timestamp <= (span.plausible_until or timestamp):
                     finish(key, offset)
                     continue
                 size = len(message.key() or b"") + len(message.value() or b"")
                 headers = message.headers()
                 if headers:
                     size += header_size(headers)
-                span.tally.add(timestamp, size)
-                span.read += 1
-                if offset == span.end - 1 or (span.limit is not None and span.read >= span.limit):
+                span.note(timestamp, size)
+                if offset == span.end - 1 or (span.limit is not None and span.placed >= span.limit):
                     finish(key, offset + 1)
             pause_finished()
             if messages:
@@ -154,10 +172,16 @@ def _unreachable(consumer: Consumer) -> str | None:
 
 
 def first_record_at(
-    consumer: Consumer, bounds: Mapping[Key, tuple[int, int]], at_ms: int, stall_seconds: float, errors: dict[str, str]
+    consumer: Consumer,
+    bounds: Mapping[Key, tuple[int, int]],
+    at_ms: int,
+    stall_seconds: float,
+    errors: dict[str, str],
+    plausible_until: int | None = None,
 ) -> dict[Key, int]:
     """The offset of the first data record stamped at or after `at_ms` in each partition's
-    [low, high), or high when there is none, found by bisection over offsets.
+    [low, high), or high when there is none, found by bisection over offsets; records with an
+    implausible timestamp (see `Range.note`) are stepped over.
 
     The broker's time index counts transaction markers, stamped with the commit's wall clock; a
     read_committed consumer skips them, so probing records finds the boundary the index misses
@@ -167,7 +191,9 @@ def first_record_at(
     low = {key: bound[0] for key, bound in bounds.items()}
     high = {key: bound[1] for key, bound in bounds.items()}
     while probes := {
-        key: Range((low[key] + high[key]) // 2, high[key], DayTally(0), limit=1) for key in low if low[key] < high[key]
+        key: Range((low[key] + high[key]) // 2, high[key], DayTally(0), limit=1, plausible_until=plausible_until)
+        for key in low
+        if low[key] < high[key]
     }:
         errors.update(read_ranges(consumer, probes, stall_seconds))
         for key, probe in probes.items():

@@ -1,16 +1,23 @@
 """Record reading: what a cluster's topics carried on one UTC day, read from their logs.
 
-A chunk of topics is measured in one pass:
+A topic-day holds every committed record stamped in the day that the log holds when it is
+measured, whatever order the records were appended in. A chunk of topics is measured in one pass:
 
 1. every boundary offset of every partition is asked for at once (`offsets`);
-2. partitions whose day costs no more to read whole than to sample (`estimation.worth_sampling`;
-   all of them when `SAMPLING_BATCH_SIZE` is empty) are read whole by one consumer assigned to
-   all of them (`reading`), and records are attributed to days and hours by their own
-   timestamps (`attribution`);
-3. at the same time, on a second consumer, the bigger partitions are sampled in blocks spread
-   over the day's hours, a round of blocks for all of them at once, and estimated with a 95 %
-   interval (`estimation`);
+2. a partition whose log from the day's start to its end costs no more to read whole than to
+   sample (`estimation.worth_sampling`; all of them when `SAMPLING_BATCH_SIZE` is empty) is read
+   to its end by one consumer assigned to all of them (`reading`), and records are attributed
+   to days and hours by their own timestamps (`attribution`);
+3. at the same time, on a second consumer, the bigger partitions are split at the day's real end
+   (plus the skew bound), found by probing the records themselves: the day is sampled in blocks
+   spread over its hours, a round of blocks for all partitions at once, and estimated with a 95 %
+   interval (`estimation`); the log after it (records of the day appended late) is read whole
+   when small, or sampled for stragglers with a small share of the budget;
 4. truncation is judged from each log's first retained record (`attribution.day_retention`).
+
+Timestamps are evidence, not commands: a record stamped more than `PLAUSIBLE_AHEAD_MS` after the
+measurement, or without a timestamp, is counted apart, placed in no day, and never taken as a
+boundary (`reading.Range.note`).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.measuring import offsets as boundary
-from recommender_pipeline.measuring.attribution import DayTally, Retention, day_retention
+from recommender_pipeline.measuring.attribution import DayTally, LogBounds, Retention, day_retention
 from recommender_pipeline.measuring.days import (
     DAY_MS,
     HOUR_MS,
@@ -42,13 +49,19 @@ from recommender_pipeline.measuring.days import (
 from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, estimate, plan_blocks, worth_sampling
 from recommender_pipeline.measuring.hours import NOT_READ, describe_missing, fine_peak, hour_states
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
-from recommender_pipeline.measuring.offsets import Key
+from recommender_pipeline.measuring.offsets import Found, Key
 from recommender_pipeline.measuring.reading import Range, first_record_at, read_ranges
 
 METHOD = Method.SAMPLING_RECORDS
 METADATA_TIMEOUT_SECONDS = 30  # how long a cluster may take to answer for its topics (TLS, WAN)
 # Blocks want tens of records, not the megabyte a bulk read prefetches per partition.
 SAMPLE_FETCH = {"max.partition.fetch.bytes": 262_144, "fetch.wait.max.ms": 10}
+# A record stamped more than this after the measurement cannot be what it says: Kafka 4.x refuses
+# CreateTime more than an hour ahead by default (`log.message.timestamp.after.max.ms`), 3.x accepts
+# any. Such a record belongs to no day yet and is never a boundary.
+PLAUSIBLE_AHEAD_MS = HOUR_MS
+# The log after a sampled day (records of the day appended late) gets this share of the budget.
+TAIL_BUDGET_SHARE = 8
 
 
 @dataclass(frozen=True)
@@ -58,13 +71,24 @@ class SamplingLimits:
     max_records_per_partition: int | None  # SAMPLING_BATCH_SIZE; None reads every record
     poll_timeout_seconds: float  # SAMPLING_TIMEOUT_SECONDS
     max_empty_polls: int  # SAMPLING_MAX_CONSECUTIVE_NULLS: no progress for their product fails a topic
-    skew_ms: int = 900_000  # TIMESTAMP_SKEW_SECONDS: how late a record may be appended after its day
+    skew_ms: int = 900_000  # TIMESTAMP_SKEW_SECONDS: how late a record may be appended after its hour
     seed: int = 0  # with the partition number, fixes the sampled blocks: re-measuring gives the same numbers
     peak_bucket_ms: int = HOUR_MS  # PEAK_BUCKET_SECONDS: the width of the buckets the peak is the busiest of
 
     @property
     def stall_seconds(self) -> float:
         return self.poll_timeout_seconds * self.max_empty_polls
+
+
+@dataclass
+class Plan:
+    """Sampled blocks of one stretch of a partition's log, and how to start their tallies."""
+
+    strata: list[Stratum]
+    blocks: list[Block]
+    late_from: int  # blocks starting at or after this offset come after the next day's first record
+    tail: bool = False  # the log after the day, sampled for stragglers
+    tallies: list[DayTally] = field(default_factory=list)
 
 
 @dataclass
@@ -76,21 +100,39 @@ class PartitionDay:
     first: int  # the broker's first offset at `read_from`: no earlier record is in what is read
     stable: int  # the last stable offset: the log's readable end
     log_start: int
-    stop_hint: int = -1  # sampled: the broker's first offset at day end + skew (-1: none); a lower bound
-    end_hint: int = -1  # sampled: the broker's first offset at day end (-1: none)
+    largest: Found | None = None  # the record with the largest timestamp (None: the broker did not say)
+    sampled: bool = False  # the log from `first` on is big enough to sample
+    stop: int = 0  # the first plausible data record past the day and its skew bound (sampled)
+    day_end: int = 0  # the first plausible data record of the next day (sampled)
+    stop_hint: int = -1  # the broker's offsets for those times and the hours (lower bounds)
+    end_hint: int = -1
     hour_hints: list[int] = field(default_factory=list)
-    estimate: Estimate | None = None
-    offsets: int = 0  # offsets spanned by the day's read or sample
+    plans: list[Plan] = field(default_factory=list)
+    estimate: Estimate = field(default_factory=Estimate.zero)
+    offsets: int = 0  # offsets spanned by the read or sample
     read: int = 0  # records actually read
     late: int = 0
-    first_timestamp: int | None = None  # of the first readable record at `first`
-    sampled: bool = False
-    stop: int = 0  # sampled partitions: the first data record past the day and its bound
+    future: int = 0  # records read stamped beyond the plausible horizon
+    untimestamped: int = 0  # records read without a timestamp
+    first_timestamp: int | None = None  # of the first plausible record at `first`
+    stragglers_sampled: int = 0  # offsets after a sampled day that were sampled, not read
+    stragglers_found: float = 0.0  # records of the day estimated among them
     bucket_bytes: dict[int, int] | None = None  # read whole: bytes per peak bucket (finer than hours)
 
     def hint(self, offset: int) -> int:
         """A boundary offset, or the readable end when the broker has no record at that time."""
         return self.stable if offset < 0 else min(max(offset, self.first), self.stable)
+
+    def add(self, span: Range) -> None:
+        """Counts what a read range delivered."""
+        self.read += span.read
+        self.future += span.future
+        self.untimestamped += span.untimestamped
+
+    @property
+    def untimestamped_log(self) -> bool:
+        """The log holds records, none of which has a timestamp (an old message format)."""
+        return self.largest is not None and self.stable > self.log_start and self.largest.timestamp < 0
 
 
 class DayMeasurer:
@@ -112,7 +154,8 @@ class DayMeasurer:
         self.log = log
         self.clock = clock  # seconds since the epoch: when "now" is, for the hourly capture's tests
         self.start_ms, self.end_ms = day_start_ms(day), day_end_ms(day)
-        self.stop_ms = self.end_ms + limits.skew_ms  # a day's read ends at its first record stamped from here
+        # A sampled day's strata end at its first record stamped here; what follows is its tail.
+        self.stop_ms = self.end_ms + limits.skew_ms
 
     def measure(self, topics: Iterable[TopicSpec], read_from: Mapping[str, int] | None = None) -> list[Measurement]:
         """Measures the topics' day; `read_from` (topic: ms, an hour boundary) starts a topic's
@@ -120,12 +163,15 @@ class DayMeasurer:
         started = time.monotonic()
         self.read_from = {**(read_from or {})}
         measured_at = int(self.clock() * 1000)
+        self.plausible_until = measured_at + PLAUSIBLE_AHEAD_MS
         rows: dict[str, Measurement] = {}
+        specs: dict[str, TopicSpec] = {}
         errors: dict[str, str] = {}
         live = self.admin.list_topics(timeout=METADATA_TIMEOUT_SECONDS).topics
         todo: list[TopicSpec] = []
         for spec in topics:
             row = rows[spec.topic] = Measurement.planned(spec, self.day, measured_at, METHOD)
+            specs[spec.topic] = spec
             reason = unmeasurable_reason(self.day, measured_at)
             if spec.topic not in live or live[spec.topic].error is not None:
                 errors[spec.topic] = "topic no longer exists on the cluster (deleted after the inventory?)"
@@ -136,14 +182,16 @@ class DayMeasurer:
                 todo.append(spec)
 
         parts = self._locate([(s.topic, p) for s in todo for p in range(rows[s.topic].partitions)], errors)
-        exact = [part for part in parts.values() if not part.sampled]
+        whole = [part for part in parts.values() if not part.sampled]
         sampled = [part for part in parts.values() if part.sampled]
         with ThreadPoolExecutor(max_workers=1) as pool:
             sampling = pool.submit(self._sample, sampled, errors) if sampled else None
-            if exact:
+            if whole:
                 consumer = self.consumer_factory({})
                 try:
-                    self._read_exactly(consumer, exact, errors)
+                    self._read_whole(
+                        consumer, {part.key: (part, part.first, part.stable, False) for part in whole}, errors
+                    )
                 finally:
                     consumer.close()
             if sampling is not None:
@@ -155,7 +203,7 @@ class DayMeasurer:
         for spec in todo:
             row = rows[spec.topic]
             if spec.topic not in errors and spec.topic in by_topic:
-                self._fill(row, sorted(by_topic[spec.topic], key=lambda p: p.key[1]), measured_at)
+                self._fill(row, spec, sorted(by_topic[spec.topic], key=lambda p: p.key[1]), measured_at)
         for topic, reason in errors.items():
             rows[topic].status, rows[topic].reason = Status.ERROR, reason
         elapsed = round(time.monotonic() - started, 3)
@@ -178,18 +226,26 @@ class DayMeasurer:
             },
             errors,
         )
+        # Which logs hold only records without timestamps: asked apart, since a broker older than
+        # Kafka 3.0 does not know the query, and its refusal must not fail the topic.
+        largest = boundary.list_offsets(self.admin, {"largest": boundary.largest_timestamp(keys)}, {})["largest"]
         parts = {}
         for key in keys:
             if key[0] in errors:
                 continue
-            stable, first = answers["stable"][key], answers["first"][key]
+            stable, first = answers["stable"][key].offset, answers["first"][key].offset
             first = stable if first < 0 else min(first, stable)
             parts[key] = PartitionDay(
-                key, self._read_from(key[0]), first=first, stable=stable, log_start=answers["log_start"][key]
+                key,
+                self._read_from(key[0]),
+                first=first,
+                stable=stable,
+                log_start=answers["log_start"][key].offset,
+                largest=largest.get(key),
             )
         # The offset for the day's end may be a marker's, too early: a partition whose readable
         # log from the day's start is worth sampling goes to the sampler, which confirms the day's
-        # end and reads it whole after all when the day turns out small.
+        # end by probing the records and reads it whole after all when the day turns out small.
         cap = self.limits.max_records_per_partition
         sampled = [key for key, part in parts.items() if cap and worth_sampling(part.stable - part.first, cap)]
         if sampled:
@@ -201,117 +257,177 @@ class DayMeasurer:
             for key in sampled:
                 part = parts[key]
                 part.sampled = True
-                part.end_hint, part.stop_hint = hints["end"].get(key, -1), hints["stop"].get(key, -1)
-                part.hour_hints = [hints[str(h)].get(key, -1) for h in range(1, HOURS_PER_DAY)]
+                part.end_hint = hints["end"].get(key, Found(-1)).offset
+                part.stop_hint = hints["stop"].get(key, Found(-1)).offset
+                part.hour_hints = [hints[str(h)].get(key, Found(-1)).offset for h in range(1, HOURS_PER_DAY)]
         return parts
 
-    def _read_exactly(self, consumer: Consumer, parts: list[PartitionDay], errors: dict[str, str]) -> None:
-        """Reads every record of the day of each partition, all of them in one pass."""
+    def _read_whole(
+        self,
+        consumer: Consumer,
+        stretches: Mapping[Key, tuple[PartitionDay, int, int, bool]],
+        errors: dict[str, str],
+    ) -> None:
+        """Reads every record of each partition's stretch ({key: (part, start, end, late)}; `late`:
+        the stretch comes after the next day's first record), all partitions in one pass, and adds
+        what it held to the partition's estimate, exactly."""
         bucket_ms = self.limits.peak_bucket_ms
         ranges = {
-            part.key: Range(part.first, part.stable, DayTally(self.start_ms, bucket_ms=bucket_ms), stop_at=self.stop_ms)
-            for part in parts
+            key: Range(
+                start,
+                end,
+                DayTally(self.start_ms, bucket_ms=bucket_ms, next_day_seen=late),
+                plausible_until=self.plausible_until,
+            )
+            for key, (_, start, end, late) in stretches.items()
         }
         errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds, self._progress))
-        for part in parts:
-            span = ranges[part.key]
-            part.estimate = Estimate.exact(span.tally)
-            part.bucket_bytes = span.tally.bucket_bytes
-            part.offsets = (span.covered_to or span.start) - span.start
-            part.read, part.late, part.first_timestamp = span.read, span.tally.late, span.tally.first_timestamp
+        for key, (part, _, _, late) in stretches.items():
+            span = ranges[key]
+            part.estimate = part.estimate + Estimate.exact(span.tally)
+            part.add(span)
+            part.offsets += (span.covered_to or span.start) - span.start
+            part.late += span.tally.late
+            if not late:  # the day's own stretch: its start tells about truncation
+                part.first_timestamp = span.tally.first_timestamp
+            buckets = part.bucket_bytes if part.bucket_bytes is not None else {}
+            for index, size in span.tally.bucket_bytes.items():
+                buckets[index] = buckets.get(index, 0) + size
+            part.bucket_bytes = buckets
 
     def _sample(self, parts: list[PartitionDay], errors: dict[str, str]) -> None:
-        """Samples the big partitions in rounds of blocks, every partition in each round."""
+        """Splits each big partition at its day's real end and samples what is worth sampling."""
+        cap = self.limits.max_records_per_partition or 0
         consumer = self.consumer_factory(SAMPLE_FETCH)
         try:
             for part in parts:
-                part.stop = part.hint(part.stop_hint)
-            # The broker's offsets for the day's start and for its end plus the bound are lower
-            # bounds: a transaction marker stamped later than its records may have answered
-            # first. A probe of the records themselves confirms each, or a bisection finds it.
-            self._confirm(consumer, parts, self.stop_ms, errors, end=True)
-            self._confirm(consumer, parts, None, errors, end=False)
-            cap = self.limits.max_records_per_partition or 0
-            small = [part for part in parts if not worth_sampling(part.stop - part.first, cap)]
-            for part in small:
-                part.sampled = False
-            self._read_exactly(consumer, small, errors)
+                part.stop, part.day_end = part.hint(part.stop_hint), part.hint(part.end_hint)
+            # The broker's offsets for the day's start, end and end plus the bound are lower
+            # bounds: a transaction marker stamped later than its records, or a record stamped in
+            # the future, may have answered first. Probing the records confirms each, or a
+            # bisection finds it.
+            self._confirm(consumer, parts, errors, "stop")
+            self._confirm(consumer, parts, errors, "day_end")
+            self._confirm(consumer, parts, errors, "first")
+            whole: dict[Key, tuple[PartitionDay, int, int, bool]] = {}
+            tails: dict[Key, tuple[PartitionDay, int, int, bool]] = {}
+            for part in parts:
+                day_small = not worth_sampling(part.stop - part.first, cap)
+                tail_small = not worth_sampling(part.stable - part.stop, cap)
+                if day_small and tail_small:  # small after all: read it all, as an unsampled partition
+                    part.sampled = False
+                    whole[part.key] = (part, part.first, part.stable, False)
+                    continue
+                if day_small:
+                    whole[part.key] = (part, part.first, part.stop, False)
+                else:
+                    part.plans.append(self._plan_day(part, cap))
+                if part.stop < part.stable:
+                    if tail_small:
+                        tails[part.key] = (part, part.stop, part.stable, True)
+                    else:
+                        part.plans.append(self._plan_tail(part, cap))
+            self._read_whole(consumer, whole, errors)
+            self._read_whole(consumer, tails, errors)
         finally:
             consumer.close()
-        self._read_blocks([part for part in parts if part.sampled], errors)
+        self._read_blocks([part for part in parts if part.plans], errors)
 
-    def _confirm(
-        self, consumer: Consumer, parts: list[PartitionDay], at_ms: int | None, errors: dict[str, str], *, end: bool
-    ) -> None:
-        """Moves each partition's `stop` (end=True) or `first` to the first data record stamped at
-        or after `at_ms` (its `read_from` when None); the probe of `first` also tells whether the
-        log's head was deleted."""
-        start = {part.key: part.stop if end else part.first for part in parts}
+    def _confirm(self, consumer: Consumer, parts: list[PartitionDay], errors: dict[str, str], which: str) -> None:
+        """Moves each partition's `stop`, `day_end` or `first` to the first plausible data record
+        stamped at or after its time; the probe of `first` also tells whether the log's head was
+        deleted (the first record's time)."""
+        at = {"stop": lambda p: self.stop_ms, "day_end": lambda p: self.end_ms, "first": lambda p: p.read_from}[which]
+        upper = {"stop": lambda p: p.stable, "day_end": lambda p: p.stop, "first": lambda p: p.day_end}[which]
         probes = {
-            part.key: Range(start[part.key], part.stable, DayTally(self.start_ms), limit=1)
+            part.key: Range(
+                getattr(part, which),
+                part.stable,
+                DayTally(self.start_ms),
+                limit=1,
+                plausible_until=self.plausible_until,
+            )
             for part in parts
-            if start[part.key] < part.stable
+            if getattr(part, which) < part.stable
         }
         errors.update(read_ranges(consumer, probes, self.limits.stall_seconds))
         searches: dict[int, dict[Key, tuple[int, int]]] = {}  # by the time searched for
         for part in parts:
             probe = probes.get(part.key)
             found = probe.tally.first_timestamp if probe else None
-            if not end:
+            if which == "first":
                 part.first_timestamp = found
-            at = part.read_from if at_ms is None else at_ms
-            if found is not None and found < at:
-                span = ((probe.covered_to or probe.end), part.stop if not end else part.stable)
-                searches.setdefault(at, {})[part.key] = span
-        for at, group in searches.items():
-            offsets = first_record_at(consumer, group, at, self.limits.stall_seconds, errors)
-            for part in parts:
-                if part.key in offsets:
-                    if end:
-                        part.stop = offsets[part.key]
-                    else:
-                        part.first = offsets[part.key]
+            if probe is not None and found is None:  # no plausible record from there on
+                setattr(part, which, min(upper(part), part.stable))
+            elif found is not None and found < at(part):
+                searches.setdefault(at(part), {})[part.key] = (probe.covered_to or probe.end, upper(part))
+            part.read += probe.read if probe else 0
+        for when, group in searches.items():
+            found_at = first_record_at(
+                consumer, group, when, self.limits.stall_seconds, errors, plausible_until=self.plausible_until
+            )
+            for key, offset in found_at.items():
+                part = next(p for p in parts if p.key == key)
+                setattr(part, which, offset)
+        for part in parts:  # the boundaries stay in order whatever the probes found
+            part.day_end = min(max(part.day_end, part.first), part.stop)
+
+    def _plan_day(self, part: PartitionDay, cap: int) -> Plan:
+        """The day's strata (its hours as the broker's time index sees them, then the skew tail)
+        and the blocks to read in them."""
+        end = part.stop
+        edges = [part.first, *(min(part.hint(h), end) for h in part.hour_hints), min(part.day_end, end)]
+        edges = [max(edges[: i + 1]) for i in range(len(edges))] + [end]
+        strata, blocks = plan_blocks(edges, cap, random.Random(self._seed(part.key)))
+        part.offsets += end - part.first
+        return Plan(strata, blocks, late_from=part.day_end)
+
+    def _plan_tail(self, part: PartitionDay, cap: int) -> Plan:
+        """A small sample of the log after the day, for records of the day appended late."""
+        strata, blocks = plan_blocks(
+            [part.stop, part.stable], max(cap // TAIL_BUDGET_SHARE, 1), random.Random(self._seed(part.key) + 1)
+        )
+        part.stragglers_sampled += part.stable - part.stop
+        return Plan(strata, blocks, late_from=part.stop, tail=True)
 
     def _read_blocks(self, parts: list[PartitionDay], errors: dict[str, str]) -> None:
         """Reads the planned blocks in rounds, one block of every sampled partition per round,
-        and estimates each partition-day from them."""
-        cap = self.limits.max_records_per_partition or 0
-        by_key = {part.key: part for part in parts}
-        plans: dict[Key, tuple[list[Stratum], list[Block]]] = {}
-        day_ends = {part.key: part.hint(part.end_hint) for part in parts}
+        and estimates each plan from them."""
+        queues: dict[Key, list[tuple[Block, DayTally]]] = {}
         for part in parts:
-            end = part.stop
-            # Strata: the 24 hours as the broker's time index sees them, then the skew tail.
-            edges = [part.first, *(min(part.hint(h), end) for h in part.hour_hints), min(day_ends[part.key], end)]
-            edges = [max(edges[: i + 1]) for i in range(len(edges))] + [end]
-            plans[part.key] = plan_blocks(edges, cap, random.Random(self._seed(part.key)))
-            part.offsets = end - part.first
-        # A block that starts in the skew tail comes after the next day's first record: its
-        # records of the day are late even if the block holds no record of the next day.
-        tallies = {
-            key: [DayTally(self.start_ms, next_day_seen=block.start >= day_ends[key]) for block in blocks]
-            for key, (_, blocks) in plans.items()
-        }
-        rounds = max((len(blocks) for _, blocks in plans.values()), default=0)
+            for plan in part.plans:
+                # A block after the next day's first record: its records of the day are late.
+                plan.tallies = [DayTally(self.start_ms, next_day_seen=b.start >= plan.late_from) for b in plan.blocks]
+                queues.setdefault(part.key, []).extend(zip(plan.blocks, plan.tallies, strict=True))
+        rounds = max((len(queue) for queue in queues.values()), default=0)
+        by_key = {part.key: part for part in parts}
         # A round costs a fetch round trip whatever the number of partitions in it; consumers in
         # threads, to overlap rounds, were slower on two cores than this one.
         consumer = self.consumer_factory(SAMPLE_FETCH)
         try:
             for index in range(rounds):
                 ranges = {
-                    key: Range(blocks[index].start, blocks[index].end, tallies[key][index])
-                    for key, (_, blocks) in plans.items()
-                    if index < len(blocks)
+                    key: Range(
+                        queue[index][0].start,
+                        queue[index][0].end,
+                        queue[index][1],
+                        plausible_until=self.plausible_until,
+                    )
+                    for key, queue in queues.items()
+                    if index < len(queue)
                 }
                 errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds))
                 for key, span in ranges.items():
-                    by_key[key].read += span.read
+                    by_key[key].add(span)
         finally:
             consumer.close()
         for part in parts:
-            strata, blocks = plans[part.key]
-            part.estimate = estimate(strata, blocks, tallies[part.key])
-            part.late = round(part.estimate.late)
+            for plan in part.plans:
+                found = estimate(plan.strata, plan.blocks, plan.tallies)
+                part.estimate = part.estimate + found
+                part.late += round(found.late)
+                if plan.tail:
+                    part.stragglers_found += found.records
 
     def _read_from(self, topic: str) -> int:
         return self.read_from.get(topic, self.start_ms)
@@ -323,19 +439,26 @@ class DayMeasurer:
         """The same data gives the same sample (reproducible reruns); trials vary `seed`."""
         return zlib.crc32(str(key[1]).encode()) ^ self.limits.seed
 
-    def _fill(self, row: Measurement, parts: list[PartitionDay], measured_at: int) -> None:
+    def _retention(self, part: PartitionDay, spec: TopicSpec, measured_at: int) -> Retention:
+        bounds = LogBounds(part.log_start, part.first, part.stable, part.first_timestamp)
+        return day_retention(bounds, part.read_from, self.end_ms, spec.retention_horizon(measured_at))
+
+    def _fill(self, row: Measurement, spec: TopicSpec, parts: list[PartitionDay], measured_at: int) -> None:
         """The topic-day's numbers from its partitions."""
         total = Estimate.zero()
         for part in parts:
             total = total + part.estimate
-        retention = {
-            part.key[1]: day_retention(part.log_start, part.first, part.first_timestamp, part.read_from, self.end_ms)
-            for part in parts
-        }
+        retention = {part.key[1]: self._retention(part, spec, measured_at) for part in parts}
         lost = sorted(p for p, kept in retention.items() if kept is Retention.LOST)
         partial = sorted(p for p, kept in retention.items() if kept is Retention.PARTIAL)
-        sampled = [part for part in parts if part.sampled]
-        states = hour_states(self.start_ms, self._read_from(row.topic), self._retained_from(parts), measured_at)
+        emptied = sorted(p for p, kept in retention.items() if kept is Retention.EMPTIED)
+        blind = sorted(part.key[1] for part in parts if part.untimestamped_log)
+        day_sampled = [part for part in parts if any(not plan.tail for plan in part.plans)]
+        straggled = [part for part in parts if part.stragglers_sampled]
+        retained_from = self._retained_from(parts, retention)
+        states = hour_states(
+            self.start_ms, self._read_from(row.topic), retained_from, measured_at, settle_ms=self.limits.skew_ms
+        )
         # The row holds the hours this capture read; the store adds those read before (`hours.merge`).
         read = np.array([state != NOT_READ for state in states])
         hour_records, hour_bytes = total.hour_records * read, total.hour_bytes * read
@@ -344,24 +467,51 @@ class DayMeasurer:
         window_seconds = (DAY_MS if measured_at >= self.end_ms else max(measured_at - self.start_ms, 1)) / 1000
         hour, peak, peak_low, peak_high = total.peak(read)
         bytes_low, bytes_high = total.bytes_interval()
-        partition_bytes = [part.estimate.bytes for part in parts]
+        partition_hours = [part.estimate.hour_bytes * read for part in parts]
+        partition_bytes = [float(hours.sum()) for hours in partition_hours]
         mean_partition = sum(partition_bytes) / len(partition_bytes) if partition_bytes else 0.0
+        future = sum(part.future for part in parts)
+        untimestamped = sum(part.untimestamped for part in parts)
 
         reasons = []
         if lost:
             reasons.append(f"partitions {lost} lost the day to deletion (log start moved past it)")
         if partial:
             reasons.append(f"partitions {partial} lost part of the day to deletion")
+        if emptied:
+            reasons.append(
+                f"partitions {emptied} hold no records: time retention (retention.ms={spec.retention_ms}) emptied "
+                "them of records older than the day, so they carried none of it"
+            )
+        if blind:
+            reasons.append(
+                f"partitions {blind} hold only records without timestamps (an old message format): "
+                "record sampling cannot place them in a day"
+            )
+        if untimestamped:
+            reasons.append(f"{untimestamped} records without a timestamp were read and could not be placed in a day")
+        if future:
+            noun = "record" if future == 1 else "records"
+            reasons.append(
+                f"{future} {noun} stamped in the future (over {PLAUSIBLE_AHEAD_MS // 60_000} minutes after "
+                f"the measurement) read and counted in no day"
+            )
         empty = sum(1 for part in parts if part.estimate.records == 0)
         if empty and records:
             reasons.append(f"{empty} of {len(parts)} partitions had no records this day")
-        elif not records and not lost:
+        elif not records and not lost and not blind:
             reasons.append(f"{len(parts)} of {len(parts)} partitions had no records this day")
-        if sampled:
+        if day_sampled:
             cap = self.limits.max_records_per_partition
             reasons.append(
-                f"estimated: {len(sampled)} of {len(parts)} partitions were sampled "
+                f"estimated: {len(day_sampled)} of {len(parts)} partitions were sampled "
                 f"(SAMPLING_BATCH_SIZE={cap} records each, far fewer than they held)"
+            )
+        stragglers = sum(part.stragglers_found for part in straggled)
+        if straggled:
+            reasons.append(
+                f"the {sum(p.stragglers_sampled for p in straggled):,} offsets after the day's end were sampled for "
+                f"records of the day appended late: {round(stragglers):,} estimated"
             )
         late = sum(part.late for part in parts)
         if late:
@@ -373,20 +523,23 @@ class DayMeasurer:
 
         if records:
             status = Status.MEASURED
-        elif lost:
+        elif lost or (blind and len(blind) + len(emptied) == len(parts)):
             status = Status.NOT_MEASURABLE
         else:
             status = Status.EMPTY
         row.status = status
         row.reason = "; ".join(reasons)
-        row.exact = not sampled and not lost and not partial
-        row.partial = bool(lost or partial) and status is not Status.NOT_MEASURABLE
+        row.estimated = bool(day_sampled) or bool(stragglers)
+        row.exact = not row.estimated and not lost and not partial and not blind and not untimestamped
+        row.partial = bool(lost or partial or blind) and status is not Status.NOT_MEASURABLE
         row.records = records
         row.bytes = total_bytes
         row.offsets_in_window = sum(part.offsets for part in parts)
         row.sampled_records = sum(part.read for part in parts)
         row.retained_records = sum(max(part.stable - part.log_start, 0) for part in parts)
         row.late_records = late
+        row.future_records = future
+        row.untimestamped_records = untimestamped
         row.mean_record_bytes = read_bytes / read_records if read_records else 0.0
         row.avg_ingress_bytes_per_sec = read_bytes / window_seconds
         row.peak_ingress_bytes_per_sec = peak
@@ -395,6 +548,7 @@ class DayMeasurer:
         row.bytes_ci_low, row.bytes_ci_high = bytes_low, bytes_high
         row.peak_ci_low, row.peak_ci_high = peak_low, peak_high
         row.partition_bytes = "[" + ",".join(str(round(b)) for b in partition_bytes) + "]"
+        row.partition_hour_bytes = json.dumps([[round(v) for v in hours.tolist()] for hours in partition_hours])
         row.skew = max(partition_bytes) / mean_partition if mean_partition else 0.0
         row.hours_captured = states
         row.hour_records = json.dumps([round(value) for value in hour_records.tolist()])
@@ -408,7 +562,7 @@ class DayMeasurer:
         bucket_ms = self.limits.peak_bucket_ms
         if bucket_ms >= HOUR_MS or not row.records:
             return
-        if any(part.bucket_bytes is None for part in parts):
+        if any(part.bucket_bytes is None or part.plans for part in parts):
             note = f"peak over hourly buckets: sampled partitions have no per-{bucket_ms // 1000} s counts"
             row.reason = "; ".join(part for part in (row.reason, note) if part)
             return
@@ -423,12 +577,12 @@ class DayMeasurer:
         row.bucket_seconds = bucket_ms // 1000
         row.peak_ci_low = row.peak_ci_high = row.peak_ingress_bytes_per_sec if row.exact else None
 
-    def _retained_from(self, parts: list[PartitionDay]) -> int:
+    def _retained_from(self, parts: list[PartitionDay], retention: Mapping[int, Retention]) -> int:
         """The time from which every partition still held all its records: where the log's
         deletions end (a partition whose head was deleted keeps records from its first one on)."""
         retained = self.start_ms
         for part in parts:
-            if part.log_start > 0 and part.first <= part.log_start:
+            if retention[part.key[1]] in (Retention.PARTIAL, Retention.LOST):
                 first = part.first_timestamp if part.first_timestamp is not None else self.end_ms
                 retained = max(retained, first)
         return retained

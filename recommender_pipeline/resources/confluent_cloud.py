@@ -3,6 +3,11 @@
 Both share one HTTP client: one `requests.Session`, timeouts on every call, capped exponential
 backoff with full jitter on 429 and 5xx that honours `rateLimit-reset`, page following, and a
 request count that assets report. Secrets only travel in the Authorization header.
+
+An answer that looks transient is retried like a 5xx: a connection dropped mid-body, and a success
+whose body is empty (where JSON is due), not JSON, or Confluent's error shape (`{"errors": [...]}`).
+A Metrics API page is then checked against Confluent's published response shape before use
+(`measuring/metrics_answers.py`); one that fails is not retried (see there why).
 """
 
 import random
@@ -15,11 +20,15 @@ import dagster as dg
 import requests
 from pydantic import PrivateAttr
 
-from recommender_pipeline.errors import ConfluentApiError, CredentialsError
+from recommender_pipeline.errors import ConfluentApiError, CredentialsError, InvalidAnswerError
+from recommender_pipeline.measuring.metrics_answers import parse_page
 from recommender_pipeline.resources.aws_secrets import AwsSecretsResource
 from recommender_pipeline.resources.settings import SettingsResource
 
 RETRYABLE = {429, 500, 502, 503, 504}
+# Raised while the body is read, after the server began to answer: the connection dropped mid-body
+# (a chunked body cut short, fewer bytes than Content-Length), or a compressed body that is corrupt.
+CUT_SHORT = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
 PAGE_SIZE = 100
 METRICS_PAGE_LIMIT = 1000
 
@@ -59,10 +68,13 @@ class RestClient:
     def request(
         self, method: str, path: str, *, expected: tuple[int, ...] = (200,), idempotent: bool = True, **kwargs
     ) -> requests.Response:
-        """Sends a request, retrying what can be retried. A request that is not idempotent (a
-        POST that creates something) is retried only on 429, which refuses it before any work:
-        after a timeout or a 5xx it may have been carried out, so it fails at once and the
-        ConfluentApiError says `ambiguous`."""
+        """Sends a request, retrying what can be retried: 429, 5xx, a connection lost or cut
+        mid-body, and an answer of an expected status whose body is not a usable one (see
+        `_answer_problem`). A request that is not idempotent (a POST that creates something) is
+        retried only on 429, which refuses it before any work: after a timeout, a 5xx or a
+        broken answer it may have been carried out, so it fails at once and the
+        ConfluentApiError says `ambiguous`. The GETs, the DELETEs and the Metrics API's query
+        POST are idempotent. A request counts in `request_count` once an answer began to arrive."""
         what = f"{method} {path}"
         for attempt in range(self.max_attempts):
             response = None
@@ -70,17 +82,21 @@ class RestClient:
                 response = self.session.request(
                     method, self.base_url + path, auth=(self.key, self.secret), timeout=self.timeout_seconds, **kwargs
                 )
+            except CUT_SHORT as error:
+                self.request_count += 1
+                problem = f"the answer broke off mid-body ({type(error).__name__})"
+                if not idempotent:
+                    raise ConfluentApiError(f"{what} failed: {problem}", ambiguous=True) from None
             except (requests.ConnectionError, requests.Timeout) as error:
                 problem = f"{type(error).__name__}"
                 if not idempotent:
                     raise ConfluentApiError(f"{what} failed with {problem}", ambiguous=True) from None
             else:
                 self.request_count += 1
-                if response.status_code in expected and _is_json(response):
+                problem = _answer_problem(response, method) if response.status_code in expected else None
+                if response.status_code in expected and problem is None:
                     return response
-                if response.status_code in expected:  # an HTML error page or a cut-off body: retry
-                    problem = f"HTTP {response.status_code} with a body that is not JSON: {response.text[:80]!r}"
-                else:
+                if problem is None:
                     problem = f"HTTP {response.status_code}: {_detail(response)}"
                 if response.status_code not in RETRYABLE and response.status_code not in expected:
                     raise ConfluentApiError(f"{what} failed with {problem}", response.status_code)
@@ -103,15 +119,22 @@ class RestClient:
             params = {**params, "page_token": token[0]}
 
 
-def _is_json(response: requests.Response) -> bool:
-    """An empty body (204) or one that parses as JSON."""
+def _answer_problem(response: requests.Response, method: str) -> str | None:
+    """What makes an answer of an expected status unusable, or None. Each of these is what a
+    proxy, a gateway or a server in trouble sends, so it is retried like a 5xx: an empty body
+    (only a 204 or a DELETE may have none), a body that is not JSON (an HTML error page, a body
+    cut short), and a success carrying Confluent's error shape (`{"errors": [...]}`), which would
+    otherwise read as an empty list of data."""
+    status = response.status_code
     if not response.content:
-        return True
+        return None if status == 204 or method == "DELETE" else f"HTTP {status} with an empty body"
     try:
-        response.json()
+        body = response.json()
     except ValueError:
-        return False
-    return True
+        return f"HTTP {status} with a body that is not JSON: {response.text[:80]!r}"
+    if 200 <= status < 300 and isinstance(body, dict) and body.get("errors"):
+        return f"HTTP {status} with an error body: {_detail(response)}"
+    return None
 
 
 def _detail(response: requests.Response) -> str:
@@ -206,21 +229,31 @@ class ConfluentCloudResource(dg.ConfigurableResource):
         self.control_plane.request("DELETE", f"/iam/v2/api-keys/{key_id}", expected=(204, 404))
 
     def query_metrics(self, body: dict) -> list[dict]:
-        """Every data point of a Metrics API query, across pages (same body, `page_token` param)."""
+        """Every data point of a Metrics API query, across pages (same body, `page_token` param),
+        each page checked against Confluent's published response shape before use: a point is a
+        dict with `timestamp`, a float `value` and each `group_by` label. A page of another shape,
+        or a page token that comes back again (the pages would never end), raises
+        InvalidAnswerError at once."""
+        labels = body.get("group_by", [])
         points: list[dict] = []
         params: dict = {}
         restarted = False
+        tokens: set[str] = set()
         while True:
             try:
-                page = self.metrics.request("POST", "/v2/metrics/cloud/query", json=body, params=params).json()
+                response = self.metrics.request("POST", "/v2/metrics/cloud/query", json=body, params=params)
             except ConfluentApiError as error:
                 if error.status != 400 or not params or restarted:
                     raise
                 # An expired page token: start again from the first page, once.
-                points, params, restarted = [], {}, True
+                points, params, restarted, tokens = [], {}, True, set()
                 continue
-            points += page.get("data", [])
-            token = ((page.get("meta") or {}).get("pagination") or {}).get("next_page_token")
+            page = parse_page(response.json(), labels, len(tokens) + 1)
+            points += [point.model_dump() for point in page.data]
+            token = page.next_page_token
             if not token:
                 return points
+            if token in tokens:
+                raise InvalidAnswerError(f"page {len(tokens) + 1} gives again the page token of an earlier page")
+            tokens.add(token)
             params = {"page_token": token}

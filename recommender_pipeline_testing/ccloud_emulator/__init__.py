@@ -12,8 +12,11 @@ Test and demo infrastructure, not product code: ``ConfluentCloudEmulator`` is on
 - ``rate_limit.py``: the Metrics API's rate limit and its ``rateLimit-*`` headers.
 - ``traffic.py``: each topic's bytes and records per minute and partition, read from the broker.
 - ``responses.py``: JSON answers, Confluent's two error shapes and timestamps, shared by all.
+- ``faults.py``: answers a test injects (``fail_next``): a body, text, an empty body, the real
+  answer rewritten (``points(...)``), or a body that breaks off mid-stream (``CutBody``).
 """
 
+from recommender_pipeline_testing.ccloud_emulator.faults import CutBody, points
 from recommender_pipeline_testing.ccloud_emulator.server import ConfluentCloudEmulator
 
-__all__ = ["ConfluentCloudEmulator"]
+__all__ = ["ConfluentCloudEmulator", "CutBody", "points"]

@@ -50,6 +50,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from recommender_pipeline_testing.ccloud_emulator.control_plane import ControlPlaneMixin
+from recommender_pipeline_testing.ccloud_emulator.faults import injected_response
 from recommender_pipeline_testing.ccloud_emulator.metrics import MetricsApiMixin, PageToken
 from recommender_pipeline_testing.ccloud_emulator.rate_limit import SlidingWindow
 from recommender_pipeline_testing.ccloud_emulator.responses import HttpError, error_response, now_iso
@@ -75,7 +76,8 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
     ``deleted_keys``; ``key_propagation_seconds`` and ``unusable_clusters`` (read when a key is
     created); ``scram_users`` (SCRAM users created and not yet deleted) and ``scram_errors``;
     ``records_read`` (records the Metrics API read from the broker: the cache keeps it flat).
-    Controls: ``fail_next(path_prefix, [(status, json body or None, headers), ...])``,
+    Controls: ``fail_next(path_prefix, [(status, payload, headers), ...])`` (payload: a JSON body,
+    text, None, a rewrite of the real answer or a body cut mid-stream: see ``faults.py``),
     ``lose_next_answer(method, path)`` (done, answered 504), ``hold_next_answer(method, path,
     seconds)`` (done, answered late) and ``expire_page_tokens()``. Options beyond the brief:
     ``egress_ratio`` (sent_* = received_* x it),
@@ -182,9 +184,11 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
 
     # ----- test controls
 
-    def fail_next(self, path_prefix: str, responses: list[tuple[int, dict | str | None, dict[str, str]]]) -> None:
+    def fail_next(self, path_prefix: str, responses: list[tuple[int, Any, dict[str, str]]]) -> None:
         """The next len(responses) requests whose path starts with path_prefix get these answers
-        instead: a dict as JSON, a str as text/html, None as an empty body."""
+        instead: a dict or list as JSON, a str as text/html, None as an empty body, a callable as
+        the real answer's JSON rewritten by it, ``CutBody`` as a body that breaks off (``faults.py``).
+        A rewritten or cut answer is computed and logged as usual, with the injected status."""
         with self._lock:
             self._injections.append((path_prefix, deque(responses)))
 
@@ -234,16 +238,20 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
         with self._lock:
             self.requests.append(entry)
         metrics = request.path.startswith("/v2/metrics/")
-        try:
-            response = self._injected(request.path)
-            if response is None:
+
+        def real() -> Response:
+            try:
                 if metrics:
-                    response = self._metrics(request, body, body_error)
+                    answer = self._metrics(request, body, body_error)
                 else:
-                    response = self._control_plane(request, body, body_error)
-                response = self._delivered(request, response)
-        except HttpError as error:
-            response = error_response(error, metrics)
+                    answer = self._control_plane(request, body, body_error)
+                return self._delivered(request, answer)
+            except HttpError as error:
+                return error_response(error, metrics)
+
+        try:
+            injected = self._take_injection(request.path)
+            response = real() if injected is None else injected_response(*injected, real)
         except Exception as error:  # an emulator bug or a broker failure: answer, never hang the client
             response = error_response(HttpError(500, f"emulator error: {type(error).__name__}: {error}"), metrics)
         response.headers.setdefault("X-Request-Id", uuid.uuid4().hex)
@@ -281,26 +289,17 @@ class ConfluentCloudEmulator(ControlPlaneMixin, MetricsApiMixin):
             return error_response(HttpError(lost_status, "Gateway Timeout"), False)
         return response
 
-    def _injected(self, path: str) -> Response | None:
+    def _take_injection(self, path: str) -> tuple[int, Any, dict[str, str]] | None:
+        """Removes and returns the first answer injected for this path, if any."""
         with self._lock:
             for prefix, queue in self._injections:
                 if path.startswith(prefix) and queue:
-                    status, payload, headers = queue.popleft()
+                    injected = queue.popleft()
                     break
             else:
                 return None
             self._injections = [(p, q) for p, q in self._injections if q]
-        if isinstance(payload, str):  # a proxy's HTML page, or a body cut short
-            response = Response(payload, status=status, mimetype="text/html")
-        else:
-            response = Response(
-                b"" if payload is None else json.dumps(payload),
-                status=status,
-                mimetype="application/json" if payload is not None else None,
-            )
-        for name, value in (headers or {}).items():
-            response.headers[name] = value
-        return response
+        return injected
 
     def _authenticate(self, request: Request, metrics: bool) -> str:
         auth = request.authorization

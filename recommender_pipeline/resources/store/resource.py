@@ -22,7 +22,7 @@ import contextlib
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -147,14 +147,14 @@ class MeasurementStoreResource(dg.ConfigurableResource):
         finally:
             connection.close()
 
-    def write_measurements(self, measurements: Sequence[Measurement | dict], force: bool = False) -> list[dict]:
+    def write_measurements(self, measurements: Sequence[Measurement | dict]) -> list[dict]:
         """Stores rows by (day, cluster, topic), and returns the rows written.
 
-        Never a downgrade (unless `force`, which replaces): a new capture is merged with the
-        stored row hour by hour, each hour kept from the capture that saw it more completely
-        (`hours.merge`), and a stored `measured` or `empty` row stays when the new one is
-        `not_measurable` or `error`. Re-measuring a day after its records aged out, or through a
-        failing broker, never erases what was measured.
+        Never a downgrade, forced re-measure or not: a new capture is merged with the stored row
+        hour by hour, each hour kept from the capture that saw it more completely (`hours.merge`),
+        and a stored `measured` or `empty` row stays when the new one is `not_measurable` or
+        `error`. Re-measuring a day after its records aged out, or through a failing broker,
+        never erases what was measured.
         """
         rows = [m.as_row() if isinstance(m, Measurement) else m for m in measurements]
         if not rows:
@@ -163,8 +163,9 @@ class MeasurementStoreResource(dg.ConfigurableResource):
             key_columns = {k: MEASUREMENT_COLUMNS[k] for k in MEASUREMENT_KEY}
             keys = incoming_frame({k: [row[k] for row in rows] for k in MEASUREMENT_KEY}, key_columns)
             session.lock_keys("measurements", keys.drop_duplicates())  # before the read that merges
-            if not force:
-                rows = _merged_with_stored(session, rows)
+            rows = _merged_with_stored(session, rows)
+            stored_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+            rows = [{**row, "stored_at": stored_at} for row in rows]
             if rows:
                 frame = incoming_frame(
                     {name: [row.get(name) for row in rows] for name in MEASUREMENT_COLUMNS}, MEASUREMENT_COLUMNS
@@ -194,6 +195,16 @@ class MeasurementStoreResource(dg.ConfigurableResource):
         topics = {cluster_id: list(names) for cluster_id, names in inventory.groupby("cluster_id")["topic"]}
         days = window_days(end_day, days_back)
         return [day for day in days if any(self.pending_reads(day, topics, force).values())]
+
+    def last_stored(self, first_day: str, last_day: str) -> dict[str, str]:
+        """Per day from `first_day` to `last_day` (ISO dates), when a row of it was last stored."""
+        with self._transaction() as session:
+            _, rows = session.query(
+                'SELECT "date", MAX(stored_at) FROM measurements '
+                'WHERE "date" BETWEEN CAST(:first_day AS DATE) AND CAST(:last_day AS DATE) GROUP BY "date"',
+                {"first_day": str(first_day), "last_day": str(last_day)},
+            )
+        return {str(day)[:10]: stored for day, stored in rows if stored}
 
     def read_measurements(self, first_day: str, last_day: str) -> pd.DataFrame:
         """The rows of the days from `first_day` to `last_day` (ISO dates, both included)."""
