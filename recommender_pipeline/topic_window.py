@@ -366,7 +366,8 @@ def _recommended(
     forecast = _forecast(
         measurements, end_day, row["peak_ingress_bytes_per_sec"], demand, current, settings, capacities
     )
-    if forecast["forecast_recommended_partitions"] and forecast["forecast_recommended_partitions"] > needed:
+    # Both counts rounded alike (PARTITION_ROUNDING): a flat trend never reads as growth.
+    if (forecast["forecast_recommended_partitions"] or 0) > result.recommended_partitions:
         reasons.append(
             f"forecast: {forecast['forecast_recommended_partitions']} partitions in {settings.forecast_days} days "
             f"(daily peak {forecast['trend_slope_bytes_per_sec_per_day']:+,.1f} B/s a day over "

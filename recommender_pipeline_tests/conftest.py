@@ -7,6 +7,7 @@ exports KAFKA_BOOTSTRAP; a developer's pytest starts it on demand.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -40,6 +41,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def bootstrap_address() -> str:
     """Where the local broker is, or would be: configuring alone never starts it."""
     return os.environ.get("KAFKA_BOOTSTRAP") or f"127.0.0.1:{os.environ.get('KAFKA_LOCAL_PORT', '19092')}"
+
+
+@pytest.fixture(scope="session")
+def kafka_version() -> tuple[int, ...]:
+    """The broker's Apache Kafka version: KAFKA_VERSION (the broker matrix), else the pinned one."""
+    pinned = re.search(r"<kafka.version>(.+)</kafka.version>", (REPO / "kafka-local" / "pom.xml").read_text())
+    text = os.environ.get("KAFKA_VERSION") or (pinned.group(1) if pinned else "0")
+    return tuple(int(part) for part in text.split("."))
 
 
 @pytest.fixture(scope="session")

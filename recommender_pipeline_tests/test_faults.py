@@ -28,8 +28,9 @@ PORT = int(os.environ.get("KAFKA_FAULT_PORT", "19592"))
 BOOTSTRAP = f"127.0.0.1:{PORT}"
 SCRIPT = [str(REPO / "scripts" / "kafka-local")]
 RECORDS = 400_000
-# SAMPLING_TIMEOUT_SECONDS x SAMPLING_MAX_CONSECUTIVE_NULLS at their defaults: 100 s.
-LIMITS = SamplingLimits(None, 2.0, 50)
+# SAMPLING_TIMEOUT_SECONDS x SAMPLING_MAX_CONSECUTIVE_NULLS at their defaults: 100 s; a cluster
+# that stops answering is given up after KAFKA_RETRY_TIMEOUT_SECONDS, here 5 (the check runs every 10 s).
+LIMITS = SamplingLimits(None, 2.0, 50, retry_seconds=5)
 
 
 def broker(command: str) -> None:
@@ -103,6 +104,56 @@ def test_a_broker_killed_mid_read_fails_the_chunk_at_once_and_a_rerun_is_exact(o
     broker("start")  # the same data directory: the log survived the crash
     [row] = DayMeasurer(AdminClient({"bootstrap.servers": own_broker}), consumer, day, LIMITS).measure([spec])
     assert (row.status, row.records, row.bytes, row.exact) == (Status.MEASURED, RECORDS, RECORDS * 100, True)
+
+
+class RestartsTheBrokerMidRead:
+    """A consumer that restarts the broker (a clean shutdown and start, as a rolling restart
+    does) once it has handed out `after` records, without waiting for it."""
+
+    def __init__(self, consumer: Consumer, after: int):
+        self.consumer, self.after, self.seen, self.restart = consumer, after, 0, None
+
+    def consume(self, num_messages: int = 1, timeout: float = -1):
+        messages = self.consumer.consume(num_messages, timeout)
+        self.seen += len(messages)
+        if self.seen >= self.after > 0:
+            self.restart = subprocess.Popen([*SCRIPT, "restart"], env={**os.environ, "KAFKA_LOCAL_PORT": str(PORT)})
+            self.after = 0
+        return messages
+
+    def __getattr__(self, name: str):
+        return getattr(self.consumer, name)
+
+
+def test_a_broker_restarted_before_and_during_a_read_leaves_the_day_exact(own_broker, prefix):
+    """Right after a restart the broker answers ListOffsets with UNKNOWN_LEADER_EPOCH for a few
+    seconds; during one, reads stall. Both are retried within KAFKA_RETRY_TIMEOUT_SECONDS (60 s)."""
+    day = utc_today() - timedelta(days=1)
+    topics = [f"{prefix}.restart{i}" for i in range(12)]
+    for topic in topics:
+        create_topic(own_broker, topic, 2)
+    start = day_start_ms(day)
+    per_topic = 20_000
+    for topic in topics:
+        produce(own_broker, topic, (Record(start + i * 4_000, b"v" * 100, partition=i % 2) for i in range(per_topic)))
+    specs = [TopicSpec("restart", topic, 2, None, False) for topic in topics]
+    limits = SamplingLimits(None, 2.0, 50, retry_seconds=60)
+
+    broker("restart")  # measured at once: the leaders' epochs are not settled yet
+    rows = DayMeasurer(AdminClient({"bootstrap.servers": own_broker}), consumer, day, limits).measure(specs)
+    assert [(row.status, row.records, row.exact) for row in rows] == [(Status.MEASURED, per_topic, True)] * 12
+
+    wrapped: list[RestartsTheBrokerMidRead] = []
+
+    def restarting(overrides: dict):
+        wrapped.append(RestartsTheBrokerMidRead(consumer(overrides), 60_000))
+        return wrapped[-1]
+
+    rows = DayMeasurer(AdminClient({"bootstrap.servers": own_broker}), restarting, day, limits).measure(specs)
+    assert wrapped[0].restart is not None and wrapped[0].restart.wait(120) == 0
+    assert [(row.status, row.records, row.bytes) for row in rows] == [
+        (Status.MEASURED, per_topic, per_topic * 100)
+    ] * 12
 
 
 @pytest.mark.integration  # no broker needed, but it waits out the metadata timeout: not the unit layer

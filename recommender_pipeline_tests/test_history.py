@@ -152,3 +152,27 @@ def test_a_forced_re_measure_never_downgrades_a_day_whose_records_left_or_whose_
     assert not pipeline.measure(DAY, force=True).success
     row = pipeline.measurement(DAY, topic)
     assert (row["status"], row["records"], row["bytes"]) == ("measured", 3_600, 3_600 * 20)
+
+
+def test_rows_the_store_cannot_hold_become_error_rows_and_the_other_chunks_land(
+    configure, pipeline, prefix, kafka_bootstrap, monkeypatch: pytest.MonkeyPatch
+):
+    """A measurer bug gives one topic a count no BIGINT holds: its chunk stores error rows naming
+    why, instead of nothing, and the other chunk's topic is measured."""
+    truth = topics_with_records(kafka_bootstrap, prefix, ["sane", "huge"])
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1, MAX_WORKERS_PER_CLUSTER=2)
+    assert pipeline.inventory().success
+    measure = records.DayMeasurer.measure
+
+    def overflowing(self, topics, read_from=None):
+        rows = measure(self, topics, read_from)
+        for row in rows:
+            if row.topic.endswith(".huge"):
+                row.bytes = 10**30
+        return rows
+
+    monkeypatch.setattr(records.DayMeasurer, "measure", overflowing)
+    assert not pipeline.measure(DAY).success
+    huge = pipeline.measurement(DAY, f"{prefix}.huge")
+    assert huge["status"] == "error" and "could not be stored" in huge["reason"]
+    assert pipeline.measurement(DAY, f"{prefix}.sane")["records"] == truth[f"{prefix}.sane"]

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 
 from recommender_pipeline.measuring import estimation
 from recommender_pipeline.measuring.days import utc_today
@@ -158,3 +159,36 @@ def test_a_balanced_topic_grown_from_1_to_6_partitions_is_not_called_skewed(
     assert row["partition_skew"] == pytest.approx(1.0)
     assert row["effective_partitions"] == pytest.approx(6.0)
     assert (row["hot_partition_ingress"], row["hot_key"]) == ("no", "no")
+
+
+def produce_without_timestamps(bootstrap: str, topic: str, count: int) -> None:
+    """Records in message format v0, which has no timestamp: what a client older than Kafka 0.10
+    writes. Kafka 3.x still takes them and stores them with the timestamp -1."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, api_version=(0, 9))
+    for index in range(count):
+        producer.send(topic, b"old-client-%04d" % index, partition=0)
+    producer.flush()
+    producer.close()
+
+
+def test_records_without_timestamps_are_never_taken_for_an_empty_day(kafka_bootstrap, kafka_version, prefix, measure):
+    if kafka_version >= (4,):
+        pytest.skip("Kafka 4 refuses message format v0 (KIP-896): no record without a timestamp reaches its log")
+    day = utc_today() - timedelta(days=1)
+    blind = TopicSpec("local", f"{prefix}.blind", 1, 7 * 86_400_000, False)
+    mixed = TopicSpec("local", f"{prefix}.mixed", 1, 7 * 86_400_000, False)
+    for spec in (blind, mixed):
+        create_topic(kafka_bootstrap, spec.topic, 1)
+    produce_without_timestamps(kafka_bootstrap, blind.topic, 200)
+    stamped = evenly(day, 600)
+    produce(kafka_bootstrap, mixed.topic, stamped[:300])
+    produce_without_timestamps(kafka_bootstrap, mixed.topic, 50)
+    produce(kafka_bootstrap, mixed.topic, stamped[300:])
+    rows = measure([blind, mixed], day)
+    row = rows[blind.topic]
+    assert (row.status, row.records, row.exact) == ("not_measurable", 0, False)
+    assert "hold only records without timestamps" in row.reason
+    row = rows[mixed.topic]
+    assert (row.status, row.records, row.bytes) == ("measured", 600, sum(r.size for r in stamped))
+    assert (row.untimestamped_records, row.exact) == (50, False)
+    assert "50 records without a timestamp" in row.reason

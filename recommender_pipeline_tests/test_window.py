@@ -11,7 +11,7 @@ import pytest
 
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.partition_shape import partitions_by_day
-from recommender_pipeline.settings import Settings
+from recommender_pipeline.settings import PartitionRounding, Settings
 from recommender_pipeline.topic_window import topic_window
 
 END = date(2026, 11, 20)
@@ -209,3 +209,23 @@ def test_a_partial_day_that_was_not_sampled_is_not_called_estimated():
     assert "estimated from a sample" not in window(rows)["reason"]
     rows[0]["estimated"] = True
     assert f"estimated from a sample (SAMPLING_BATCH_SIZE) on {END}" in window(rows)["reason"]
+
+
+def test_a_flat_trend_gives_no_forecast_line_when_partition_rounding_is_on():
+    """A peak needing 7 partitions, rounded to 9 on 3 brokers: the flat forecast is 9 too, not growth."""
+    rows = [day(back, records=10, bytes=1_000, peak_ingress_bytes_per_sec=700.0) for back in range(6)]
+    inventory = INVENTORY.copy()
+    inventory["cluster_brokers"] = 3
+    settings = Settings.model_construct(
+        sampling_days=3,
+        partition_rounding=PartitionRounding.BROKERS,
+        required_throughput_factor=1.0,
+        min_consumption_throughput=0.0,
+        consumer_throughput_per_partition=100.0,
+        producer_throughput_per_partition=100.0,
+        forecast_days=30,
+    )
+    result = topic_window(inventory, pd.DataFrame(rows), END, settings)
+    assert (result["needed_partitions"], result["recommended_partitions"]) == (7, 9)
+    assert result["forecast_recommended_partitions"] == 9
+    assert "forecast:" not in result["reason"]

@@ -155,6 +155,7 @@ def measure_topic_chunk(
                 settings.sampling_max_consecutive_nulls,
                 skew_ms=round(settings.timestamp_skew_seconds * 1000),
                 peak_bucket_ms=settings.peak_bucket_seconds * 1000,
+                retry_seconds=settings.kafka_retry_timeout_seconds,
             )
             measurer = DayMeasurer(
                 kafka.admin(chunk.cluster_id),
@@ -183,7 +184,7 @@ def measure_topic_chunk(
         context.log.error(reason)
         rows = [Measurement.failed(spec, day, method, reason) for spec in topics]
     elapsed = time.monotonic() - started
-    written = store.write_measurements(rows)
+    written = _store_or_fail(store, rows, spec_of={spec.topic: spec for spec in topics}, day=day, method=method)
     for row in written:
         if row["status"] != Status.ERROR:
             yield dg.AssetMaterialization(
@@ -214,6 +215,23 @@ def measure_topic_chunk(
             metadata={"failed_topics": dg.MetadataValue.json(failed)},
         )
     yield dg.Output(statuses)
+
+
+def _store_or_fail(
+    store: MeasurementStoreResource, rows: list[Measurement], spec_of: dict[str, TopicSpec], day: date, method: Method
+) -> list[dict]:
+    """Stores the chunk's rows. Rows the store refuses (a value it cannot hold) become error rows
+    naming why, so a failed chunk always leaves a row per topic; only a store that cannot be
+    written at all (StoreError: it says which and what to do) leaves none."""
+    try:
+        return store.write_measurements(rows)
+    except RecommenderError:
+        raise
+    except Exception as error:  # the rows, not the store: keep what can be said
+        reason = f"the measurement could not be stored: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        failed = [Measurement.failed(spec_of[row.topic], day, method, reason) for row in rows if row.topic in spec_of]
+        rows[:] = failed
+        return store.write_measurements(failed)
 
 
 @dg.op(out=dg.Out(dg.Nothing, is_required=False))

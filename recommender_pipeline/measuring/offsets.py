@@ -12,14 +12,48 @@ that time, a hint the reader refines, never the truth.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 Key = tuple[str, int]  # (topic, partition)
 REQUEST_TIMEOUT_SECONDS = 30
+RETRY_BACKOFF_SECONDS, MAX_RETRY_BACKOFF_SECONDS = 0.25, 4.0
+# What a leader moving or a broker restarting answers for a while: Kafka's retriable errors, and
+# the client's own while it reconnects. librdkafka flags only some errors `retriable()`.
+TRANSIENT = {
+    getattr(KafkaError, name)
+    for name in (
+        "NOT_LEADER_FOR_PARTITION",
+        "LEADER_NOT_AVAILABLE",
+        "UNKNOWN_LEADER_EPOCH",
+        "FENCED_LEADER_EPOCH",
+        "REQUEST_TIMED_OUT",
+        "NETWORK_EXCEPTION",
+        "COORDINATOR_LOAD_IN_PROGRESS",
+        "COORDINATOR_NOT_AVAILABLE",
+        "NOT_COORDINATOR",
+        "NOT_ENOUGH_REPLICAS",
+        "OFFSET_NOT_AVAILABLE",
+        "KAFKA_STORAGE_ERROR",
+        "BROKER_NOT_AVAILABLE",
+        "REPLICA_NOT_AVAILABLE",
+        "UNKNOWN_TOPIC_OR_PART",
+        "_TRANSPORT",
+        "_TIMED_OUT",
+        "_ALL_BROKERS_DOWN",
+        "_WAIT_COORD",
+    )
+    if hasattr(KafkaError, name)
+}
+
+
+def transient(error: KafkaError) -> bool:
+    """Whether asking again soon may succeed: a leader moving, a broker restarting."""
+    return error.retriable() or error.code() in TRANSIENT
 
 
 @dataclass(frozen=True)
@@ -40,34 +74,60 @@ class OffsetQuery:
 
 
 def list_offsets(
-    admin: AdminClient, queries: Mapping[str, OffsetQuery], errors: dict[str, str]
+    admin: AdminClient, queries: Mapping[str, OffsetQuery], errors: dict[str, str], retry_seconds: float = 0.0
 ) -> dict[str, dict[Key, Found]]:
     """Sends every query, then waits: {query name: {(topic, partition): Found}}.
 
     An offset of -1 means "no such record" (a time after the last record). A partition whose
-    lookup failed is missing from the answer, and its topic gets the broker's reason in `errors`.
+    lookup failed with a retriable error (a leader moving, or a broker just restarted answering
+    UNKNOWN_LEADER_EPOCH for a few seconds) is asked again with backoff for up to
+    `retry_seconds`; one that still failed, or failed otherwise, is missing from the answer, and
+    its topic gets the broker's reason in `errors`.
     """
+    deadline = time.monotonic() + retry_seconds
+    answers: dict[str, dict[Key, Found]] = {name: {} for name in queries}
+    todo = {name: dict(query.specs) for name, query in queries.items() if query.specs}
+    wait = RETRY_BACKOFF_SECONDS
+    while todo:
+        retry: dict[str, dict[Key, OffsetSpec]] = {}
+        for name, specs in _sent(admin, queries, todo, errors).items():
+            for key, outcome in specs.items():
+                if isinstance(outcome, Found):
+                    answers[name][key] = outcome
+                elif transient(outcome) and time.monotonic() < deadline:
+                    retry.setdefault(name, {})[key] = todo[name][key]
+                else:
+                    errors.setdefault(key[0], f"offset lookup failed: {outcome.str()}")
+        todo = retry
+        if todo:
+            time.sleep(min(wait, max(deadline - time.monotonic(), 0)))
+            wait = min(wait * 2, MAX_RETRY_BACKOFF_SECONDS)
+    return answers
+
+
+def _sent(
+    admin: AdminClient, queries: Mapping[str, OffsetQuery], todo: Mapping[str, Mapping[Key, OffsetSpec]], errors: dict
+) -> dict[str, dict[Key, Found | KafkaError]]:
+    """One round: every pending lookup sent before any answer is awaited; each answer or error."""
     pending = {}
-    for name, query in queries.items():
-        if not query.specs:
-            continue
-        request = {TopicPartition(topic, partition): spec for (topic, partition), spec in query.specs.items()}
+    for name, specs in todo.items():
+        request = {TopicPartition(topic, partition): spec for (topic, partition), spec in specs.items()}
         try:
             pending[name] = admin.list_offsets(
-                request, isolation_level=query.isolation, request_timeout=REQUEST_TIMEOUT_SECONDS
+                request, isolation_level=queries[name].isolation, request_timeout=REQUEST_TIMEOUT_SECONDS
             )
         except KafkaException as error:
-            for topic, _ in query.specs:
+            for topic, _ in specs:
                 errors.setdefault(topic, f"offset lookup failed: {error.args[0].str()}")
-    answers: dict[str, dict[Key, Found]] = {name: {} for name in queries}
+    outcomes: dict[str, dict[Key, Found | KafkaError]] = {}
     for name, futures in pending.items():
         for tp, future in futures.items():
             try:
                 info = future.result()
-                answers[name][(tp.topic, tp.partition)] = Found(info.offset, info.timestamp)
+                outcomes.setdefault(name, {})[(tp.topic, tp.partition)] = Found(info.offset, info.timestamp)
             except KafkaException as error:
-                errors.setdefault(tp.topic, f"offset lookup failed: {error.args[0].str()}")
-    return answers
+                outcomes.setdefault(name, {})[(tp.topic, tp.partition)] = error.args[0]
+    return outcomes
 
 
 def at_time(keys: list[Key], timestamp_ms: int) -> OffsetQuery:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from recommender_pipeline.measuring.attribution import DayTally, header_size
-from recommender_pipeline.measuring.offsets import Key
+from recommender_pipeline.measuring.offsets import Key, transient
 
 CONSUME_BATCH = 500  # consume() costs grow with the batch asked for, even when less is queued
 IDLE_WAIT_SECONDS = 0.01  # how long to block when nothing is queued, before checking positions
@@ -62,11 +62,15 @@ def read_ranges(
     ranges: Mapping[Key, Range],
     stall_seconds: float,
     progress: Callable[[str], None] | None = None,
+    unreachable_after: float = REACHABLE_CHECK_SECONDS,
 ) -> dict[str, str]:
     """Reads every range to its end; returns {topic: reason} for topics that failed.
 
-    A partition that makes no progress for `stall_seconds` fails its topic, not the others. A long
-    read reports its progress every PROGRESS_SECONDS through `progress`.
+    A partition that makes no progress for `stall_seconds` fails its topic, not the others; a
+    cluster that has not answered metadata for `unreachable_after` seconds without progress
+    (KAFKA_RETRY_TIMEOUT_SECONDS: a broker restarting comes back within it) fails them all. Retriable
+    errors are the client's to retry. A long read reports its progress every PROGRESS_SECONDS
+    through `progress`.
     """
     pending = {key: span for key, span in ranges.items() if span.end > span.start}
     for key, span in ranges.items():
@@ -102,7 +106,7 @@ def read_ranges(
             for message in messages:
                 error = message.error()
                 if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
+                    if error.code() != KafkaError._PARTITION_EOF and not transient(error):
                         errors.setdefault(message.topic() or "", error.str())
                     continue
                 key = (message.topic(), message.partition())
@@ -138,7 +142,7 @@ def read_ranges(
                     finish(key, ranges[key].end)
             pause_finished()
             idle = time.monotonic() - last_progress
-            if pending and idle > REACHABLE_CHECK_SECONDS and time.monotonic() - last_check > REACHABLE_CHECK_SECONDS:
+            if pending and idle > unreachable_after and time.monotonic() - last_check > REACHABLE_CHECK_SECONDS:
                 last_check = time.monotonic()
                 unreachable = _unreachable(consumer)
                 if unreachable:  # a dead cluster fails the whole chunk now, not after the stall period
@@ -178,6 +182,7 @@ def first_record_at(
     stall_seconds: float,
     errors: dict[str, str],
     plausible_until: int | None = None,
+    unreachable_after: float = REACHABLE_CHECK_SECONDS,
 ) -> dict[Key, int]:
     """The offset of the first data record stamped at or after `at_ms` in each partition's
     [low, high), or high when there is none, found by bisection over offsets; records with an
@@ -195,7 +200,7 @@ def first_record_at(
         for key in low
         if low[key] < high[key]
     }:
-        errors.update(read_ranges(consumer, probes, stall_seconds))
+        errors.update(read_ranges(consumer, probes, stall_seconds, unreachable_after=unreachable_after))
         for key, probe in probes.items():
             found = probe.tally.first_timestamp
             if found is None:  # no data record from the probe's start on

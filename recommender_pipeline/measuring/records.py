@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.measuring import offsets as boundary
@@ -50,7 +50,7 @@ from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, 
 from recommender_pipeline.measuring.hours import NOT_READ, describe_missing, fine_peak, hour_states
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.offsets import Found, Key
-from recommender_pipeline.measuring.reading import Range, first_record_at, read_ranges
+from recommender_pipeline.measuring.reading import REACHABLE_CHECK_SECONDS, Range, first_record_at, read_ranges
 
 METHOD = Method.SAMPLING_RECORDS
 METADATA_TIMEOUT_SECONDS = 30  # how long a cluster may take to answer for its topics (TLS, WAN)
@@ -74,10 +74,16 @@ class SamplingLimits:
     skew_ms: int = 900_000  # TIMESTAMP_SKEW_SECONDS: how late a record may be appended after its hour
     seed: int = 0  # with the partition number, fixes the sampled blocks: re-measuring gives the same numbers
     peak_bucket_ms: int = HOUR_MS  # PEAK_BUCKET_SECONDS: the width of the buckets the peak is the busiest of
+    retry_seconds: float = 60.0  # KAFKA_RETRY_TIMEOUT_SECONDS: how long retriable Kafka errors are retried
 
     @property
     def stall_seconds(self) -> float:
         return self.poll_timeout_seconds * self.max_empty_polls
+
+    @property
+    def unreachable_after(self) -> float:
+        """No answer for this long without progress: the cluster is down, not restarting."""
+        return max(REACHABLE_CHECK_SECONDS, self.retry_seconds)
 
 
 @dataclass
@@ -167,7 +173,7 @@ class DayMeasurer:
         rows: dict[str, Measurement] = {}
         specs: dict[str, TopicSpec] = {}
         errors: dict[str, str] = {}
-        live = self.admin.list_topics(timeout=METADATA_TIMEOUT_SECONDS).topics
+        live = self._topics()
         todo: list[TopicSpec] = []
         for spec in topics:
             row = rows[spec.topic] = Measurement.planned(spec, self.day, measured_at, METHOD)
@@ -214,6 +220,18 @@ class DayMeasurer:
         self.log(f"{self.day}: {len(rows)} topics, {len(parts)} partitions, {read:,} records read in {elapsed}s")
         return list(rows.values())
 
+    def _topics(self) -> dict:
+        """The cluster's topics, asked again while a restarting broker cannot answer yet (for up
+        to KAFKA_RETRY_TIMEOUT_SECONDS)."""
+        deadline = time.monotonic() + self.limits.retry_seconds
+        while True:
+            try:
+                return self.admin.list_topics(timeout=METADATA_TIMEOUT_SECONDS).topics
+            except KafkaException as error:
+                if not boundary.transient(error.args[0]) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+
     def _locate(self, keys: list[Key], errors: dict[str, str]) -> dict[Key, PartitionDay]:
         """Every partition's boundary offsets: one round of requests for all partitions, and one
         more for those big enough to sample."""
@@ -225,6 +243,7 @@ class DayMeasurer:
                 "log_start": boundary.log_start(keys),
             },
             errors,
+            self.limits.retry_seconds,
         )
         # Which logs hold only records without timestamps: asked apart, since a broker older than
         # Kafka 3.0 does not know the query, and its refusal must not fail the topic.
@@ -252,7 +271,10 @@ class DayMeasurer:
             times = {"end": self.end_ms, "stop": self.stop_ms}
             times |= {str(h): self.start_ms + h * HOUR_MS for h in range(1, HOURS_PER_DAY)}
             hints = boundary.list_offsets(
-                self.admin, {name: boundary.at_time(sampled, at) for name, at in times.items()}, errors
+                self.admin,
+                {name: boundary.at_time(sampled, at) for name, at in times.items()},
+                errors,
+                self.limits.retry_seconds,
             )
             for key in sampled:
                 part = parts[key]
@@ -281,7 +303,9 @@ class DayMeasurer:
             )
             for key, (_, start, end, late) in stretches.items()
         }
-        errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds, self._progress))
+        errors.update(
+            read_ranges(consumer, ranges, self.limits.stall_seconds, self._progress, self.limits.unreachable_after)
+        )
         for key, (part, _, _, late) in stretches.items():
             span = ranges[key]
             part.estimate = part.estimate + Estimate.exact(span.tally)
@@ -350,7 +374,9 @@ class DayMeasurer:
             for part in parts
             if getattr(part, which) < part.stable
         }
-        errors.update(read_ranges(consumer, probes, self.limits.stall_seconds))
+        errors.update(
+            read_ranges(consumer, probes, self.limits.stall_seconds, unreachable_after=self.limits.unreachable_after)
+        )
         searches: dict[int, dict[Key, tuple[int, int]]] = {}  # by the time searched for
         for part in parts:
             probe = probes.get(part.key)
@@ -364,7 +390,13 @@ class DayMeasurer:
             part.read += probe.read if probe else 0
         for when, group in searches.items():
             found_at = first_record_at(
-                consumer, group, when, self.limits.stall_seconds, errors, plausible_until=self.plausible_until
+                consumer,
+                group,
+                when,
+                self.limits.stall_seconds,
+                errors,
+                plausible_until=self.plausible_until,
+                unreachable_after=self.limits.unreachable_after,
             )
             for key, offset in found_at.items():
                 part = next(p for p in parts if p.key == key)
@@ -416,7 +448,11 @@ class DayMeasurer:
                     for key, queue in queues.items()
                     if index < len(queue)
                 }
-                errors.update(read_ranges(consumer, ranges, self.limits.stall_seconds))
+                errors.update(
+                    read_ranges(
+                        consumer, ranges, self.limits.stall_seconds, unreachable_after=self.limits.unreachable_after
+                    )
+                )
                 for key, span in ranges.items():
                     by_key[key].add(span)
         finally:
