@@ -21,6 +21,7 @@ from recommender_pipeline.cluster_limits import capacities_for
 from recommender_pipeline.forecast import HISTORY_FOR_TREND_DAYS, fit_trend
 from recommender_pipeline.keys import remapped_share
 from recommender_pipeline.measuring.days import window_days, window_length_days
+from recommender_pipeline.measuring.estimation import Busiest, busiest_of
 from recommender_pipeline.measuring.hours import describe_missing, stored_flag
 from recommender_pipeline.measuring.measurement import Method
 from recommender_pipeline.model import INCREASE, KEEP, Capacities, Demand, Recommendation, recommend
@@ -108,39 +109,52 @@ def totals_of(window: WindowDays) -> WindowTotals:
     measured = window.measured
     records = sum(int(row.records) for row in measured)
     total_bytes = sum(int(row.bytes) for row in measured)
-    peak = max((float(row.peak_ingress_bytes_per_sec) for row in measured), default=0.0)
-    bytes_low, bytes_high, peak_low, peak_high = _intervals(measured, total_bytes, peak)
+    bytes_low, bytes_high = _bytes_interval(measured, total_bytes)
+    peak = _busiest_day(measured)
     latest = measured[-1] if measured else None
     by_metrics = latest is not None and latest.method == Method.METRICS_API
     return WindowTotals(
         records=records,
         bytes=total_bytes,
         seconds=sum(float(row.window_seconds) for row in measured),
-        peak=peak,
+        peak=peak.value,
         bytes_low=bytes_low,
         bytes_high=bytes_high,
-        peak_low=peak_low,
-        peak_high=peak_high,
+        peak_low=peak.low,
+        peak_high=peak.high,
         method=latest.method if latest is not None else str(Method.SAMPLING_RECORDS),
         by_metrics=by_metrics,
         seed_records=records if by_metrics else (int(latest.retained_records) if latest is not None else 0),
     )
 
 
-def _intervals(measured: list, total_bytes: int, peak: float) -> tuple[float, float, float, float]:
-    """The window's 95 % intervals from its days': days are sampled independently, so the bytes'
-    half-widths add in quadrature; the window's peak is its busiest day's, so its interval runs
-    from the largest day low to the largest day high. A day without intervals counts as exact."""
-    halves, lows, highs = [], [], []
+def _bytes_interval(measured: list, total_bytes: int) -> tuple[float, float]:
+    """The window's 95 % bytes interval from its days': days are sampled independently, so their
+    half-widths add in quadrature. A day without an interval counts as exact."""
+    halves = []
     for row in measured:
         low, high = getattr(row, "bytes_ci_low", None), getattr(row, "bytes_ci_high", None)
         halves.append((float(high) - float(low)) / 2 if _known(low) and _known(high) else 0.0)
-        day_peak = float(row.peak_ingress_bytes_per_sec)
-        low, high = getattr(row, "peak_ci_low", None), getattr(row, "peak_ci_high", None)
-        lows.append(float(low) if _known(low) else day_peak)
-        highs.append(float(high) if _known(high) else day_peak)
     half = math.sqrt(sum(h * h for h in halves))
-    return max(total_bytes - half, 0.0), total_bytes + half, max(lows, default=peak), max(highs, default=peak)
+    return max(total_bytes - half, 0.0), total_bytes + half
+
+
+def _busiest_day(measured: list) -> Busiest:
+    """The window's peak: its busiest day's, with the sampling noise of estimated days shrunk away
+    (the largest of seven noisy day peaks is biased up, +20 %: `estimation.busiest_of`), and a
+    95 % interval. A day without an interval (exact, or stored before intervals) counts as exact."""
+    if not measured:
+        return Busiest(0, 0.0, 0.0, 0.0)
+    values = [float(row.peak_ingress_bytes_per_sec) for row in measured]
+    lows = [
+        float(row.peak_ci_low) if _known(getattr(row, "peak_ci_low", None)) else v
+        for row, v in zip(measured, values, strict=True)
+    ]
+    highs = [
+        float(row.peak_ci_high) if _known(getattr(row, "peak_ci_high", None)) else v
+        for row, v in zip(measured, values, strict=True)
+    ]
+    return busiest_of(values, lows, highs)
 
 
 def status_of(window: WindowDays, totals: WindowTotals) -> tuple[str, list[str]]:

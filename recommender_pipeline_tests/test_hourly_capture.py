@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from recommender_pipeline.measuring import hours
+from recommender_pipeline.measuring import estimation, hours
 from recommender_pipeline.measuring.days import DAY_MS, HOUR_MS, day_start_ms, utc_today
 from recommender_pipeline.measuring.measurement import TopicSpec
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
@@ -126,7 +126,15 @@ def test_one_read_after_the_day_closed_says_which_hours_retention_took(kafka_boo
     assert "hours 00-17 UTC were deleted before they were captured whole" in row["reason"]
 
 
-def capture(kafka_bootstrap: str, store, spec: TopicSpec, day: date, now_ms: int, skew_seconds: int = 900) -> dict:
+def capture(
+    kafka_bootstrap: str,
+    store,
+    spec: TopicSpec,
+    day: date,
+    now_ms: int,
+    skew_seconds: int = 900,
+    budget: int | None = None,
+) -> dict:
     """One capture at `now_ms` of what the store says is left to read, merged into the store."""
     stored = store.read_measurements(day.isoformat(), day.isoformat()).to_dict("records")
     reads = hours.pending_reads(stored, day, [spec.topic])
@@ -135,7 +143,7 @@ def capture(kafka_bootstrap: str, store, spec: TopicSpec, day: date, now_ms: int
         AdminClient({"bootstrap.servers": kafka_bootstrap}),
         lambda overrides: Consumer({**consumer_config, "isolation.level": "read_committed", **overrides}),
         day,
-        SamplingLimits(None, 1.0, 20, skew_ms=skew_seconds * 1000),
+        SamplingLimits(budget, 1.0, 20, skew_ms=skew_seconds * 1000),
         clock=lambda: now_ms / 1000,
     )
     store.write_measurements(measurer.measure([spec], reads))
@@ -218,3 +226,30 @@ def test_a_day_merged_from_captures_keeps_the_whole_days_intervals_and_partition
     assert (row["peak_ci_low"], row["peak_ci_high"]) == pytest.approx((peak, peak), rel=1e-12)
     assert json.loads(row["partition_bytes"]) == per_partition
     assert row["skew"] == pytest.approx(max(per_partition) / (total / PARTITIONS), rel=1e-12)
+
+
+def test_a_sampled_day_merged_from_captures_recomputes_its_intervals_from_its_hours(
+    kafka_bootstrap, prefix, store, monkeypatch
+):
+    """Each capture samples what it reads (a budget far below the day); the merged day's bytes
+    and peak intervals come from the kept hours' own numbers and hold the truth."""
+    monkeypatch.setattr(estimation, "RECORDS_PER_ROUND_TRIP", 0)  # sample days this small anyway
+    topic, day = f"{prefix}.sampled", utc_today() - timedelta(days=3)
+    create_topic(kafka_bootstrap, topic, 1)
+    start = day_start_ms(day)
+    records = [Record(start + i * 4_320, b"x" * (40 + (i * 7919) % 200)) for i in range(20_000)]
+    produce(kafka_bootstrap, topic, records)
+    spec = TopicSpec("local", topic, 1, 7 * DAY_MS, False)
+    rows = [
+        capture(kafka_bootstrap, store, spec, day, start + now * HOUR_MS + 30 * 60_000, budget=1_000)
+        for now in (12, 24)
+    ]
+    first, merged = rows
+    assert bool(first["estimated"]) and first["hours_captured"] == "c" * 12 + "o" + "-" * 11
+    assert merged["hours_captured"] == "c" * 24 and bool(merged["exact"]) is False
+    total = sum(r.size for r in records)
+    assert merged["bytes_ci_low"] <= total <= merged["bytes_ci_high"]
+    assert merged["bytes_ci_high"] - merged["bytes_ci_low"] < 0.1 * total
+    peak = max(hour_truth(records, start)[1]) / 3600
+    assert merged["peak_ci_low"] <= peak <= merged["peak_ci_high"]
+    assert merged["peak_ingress_bytes_per_sec"] == pytest.approx(peak, rel=0.05)

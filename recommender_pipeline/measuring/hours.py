@@ -24,6 +24,7 @@ from datetime import date
 import pandas as pd
 
 from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY, day_start_ms, iso_utc
+from recommender_pipeline.measuring.estimation import day_intervals
 
 COMPLETE, OPEN, PARTIAL, LOST, NOT_READ = "c", "o", "p", "x", "-"
 # Which capture of an hour wins: the more completely seen one; a tie of open or partial
@@ -116,9 +117,8 @@ def merge(stored: dict | None, new: dict) -> dict | None:
     if exact:  # every hour read whole: the day's intervals are its values
         merged["bytes_ci_low"] = merged["bytes_ci_high"] = float(merged["bytes"])
         merged["peak_ci_low"] = merged["peak_ci_high"] = float(merged["peak_ingress_bytes_per_sec"])
-    else:  # intervals of different captures' hours do not combine: unknown
-        for name in ("bytes_ci_low", "bytes_ci_high", "peak_ci_low", "peak_ci_high"):
-            merged[name] = None
+    else:
+        _merge_intervals(merged, stored, new, take_new)
     _merge_partitions(merged, stored, new, take_new)
     for name in ("late_records", "future_records", "untimestamped_records"):
         merged[name] = max(int(stored.get(name) or 0), int(new.get(name) or 0))
@@ -196,6 +196,29 @@ def _merge_buckets(merged: dict, stored: dict, new: dict, take_new: list[bool]) 
     )
     if not merged["records"]:
         merged["peak_bucket_start"] = None
+
+
+SAMPLING_HOURS = ("hour_bytes_variance", "hour_bytes_dof_terms", "hour_offsets", "hour_offset_bytes")
+
+
+def _merge_intervals(merged: dict, stored: dict, new: dict, take_new: list[bool]) -> None:
+    """A sampled day's intervals, and its peak with the sampling noise shrunk away, from each
+    hour's numbers of the capture that hour was kept from (`estimation.day_intervals`): hours are
+    estimated apart, so their variances add. A capture without them (read whole, or stored by an
+    older version) adds none."""
+    chosen = {}
+    for name in SAMPLING_HOURS:
+        old, fresh = _hours(stored, name), _hours(new, name)
+        chosen[name] = [n if t else o for o, n, t in zip(old, fresh, take_new, strict=True)]
+        merged[name] = json.dumps(chosen[name]) if any(chosen[name]) else ""
+    read = [state != NOT_READ for state in merged["hours_captured"]]
+    day = day_intervals(_hours(merged, "hour_bytes"), *(chosen[name] for name in SAMPLING_HOURS), hours_read=read)
+    merged["bytes_ci_low"], merged["bytes_ci_high"] = day.bytes_low, day.bytes_high
+    merged["peak_ci_low"], merged["peak_ci_high"] = day.peak_low, day.peak_high
+    if int(merged.get("bucket_seconds") or 3600) >= 3600:  # finer buckets keep their own exact peak
+        merged["peak_ingress_bytes_per_sec"] = day.peak
+        start = day_start_ms(_date(merged["date"])) + day.peak_hour * HOUR_MS
+        merged["peak_bucket_start"] = iso_utc(start) if merged["records"] else None
 
 
 def _merge_partitions(merged: dict, stored: dict, new: dict, take_new: list[bool]) -> None:

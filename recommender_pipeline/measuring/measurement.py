@@ -98,6 +98,13 @@ class Measurement:
     hour_records: str = ""
     hour_bytes: str = ""
     hours_captured: str = ""
+    # Sampled days only (empty when every partition was read whole): per hour, the bytes' variance
+    # and Satterthwaite term, the sampled offsets and the bytes estimated in them, so that a day
+    # merged from several captures recomputes its intervals (`estimation.day_intervals`).
+    hour_bytes_variance: str = ""
+    hour_bytes_dof_terms: str = ""
+    hour_offsets: str = ""
+    hour_offset_bytes: str = ""
     # With PEAK_BUCKET_SECONDS under an hour and the day read whole: JSON {bucket index: bytes}.
     bucket_bytes: str = ""
     skew: float = 0.0

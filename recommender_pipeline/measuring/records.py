@@ -501,8 +501,7 @@ class DayMeasurer:
         read_records, read_bytes = float(hour_records.sum()), float(hour_bytes.sum())
         records, total_bytes = round(read_records), round(read_bytes)
         window_seconds = (DAY_MS if measured_at >= self.end_ms else max(measured_at - self.start_ms, 1)) / 1000
-        hour, peak, peak_low, peak_high = total.peak(read)
-        bytes_low, bytes_high = total.bytes_interval()
+        day = total.intervals(read)
         partition_hours = [part.estimate.hour_bytes * read for part in parts]
         partition_bytes = [float(hours.sum()) for hours in partition_hours]
         mean_partition = sum(partition_bytes) / len(partition_bytes) if partition_bytes else 0.0
@@ -578,11 +577,20 @@ class DayMeasurer:
         row.untimestamped_records = untimestamped
         row.mean_record_bytes = read_bytes / read_records if read_records else 0.0
         row.avg_ingress_bytes_per_sec = read_bytes / window_seconds
-        row.peak_ingress_bytes_per_sec = peak
-        row.peak_bucket_start = iso_utc(self.start_ms + hour * HOUR_MS) if total_bytes else None
-        # A partition read whole adds no variance: an exact day's intervals are its values.
-        row.bytes_ci_low, row.bytes_ci_high = bytes_low, bytes_high
-        row.peak_ci_low, row.peak_ci_high = peak_low, peak_high
+        # The busiest hour, its bias from sampling noise shrunk away (`estimation.busiest`); a
+        # partition read whole adds no variance: an exact day's intervals are its values.
+        row.peak_ingress_bytes_per_sec = day.peak
+        row.peak_bucket_start = iso_utc(self.start_ms + day.peak_hour * HOUR_MS) if total_bytes else None
+        row.bytes_ci_low, row.bytes_ci_high = day.bytes_low, day.bytes_high
+        row.peak_ci_low, row.peak_ci_high = day.peak_low, day.peak_high
+        if row.estimated:
+            for name, values in (
+                ("hour_bytes_variance", total.hour_variances),
+                ("hour_bytes_dof_terms", total.hour_dof_terms),
+                ("hour_offsets", total.hour_offsets),
+                ("hour_offset_bytes", total.hour_offset_bytes),
+            ):
+                setattr(row, name, json.dumps([float(value) for value in (values * read).tolist()]))
         row.partition_bytes = "[" + ",".join(str(round(b)) for b in partition_bytes) + "]"
         row.partition_hour_bytes = json.dumps([[round(v) for v in hours.tolist()] for hours in partition_hours])
         row.skew = max(partition_bytes) / mean_partition if mean_partition else 0.0
