@@ -14,10 +14,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
 import shlex
-import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -235,20 +233,6 @@ def paths_beside(detail_report: Path) -> dict[str, Path]:
     changes pair up by name (`...-detail-report.csv` and `...-partition-changes.json`)."""
     stem = detail_report.name.removesuffix("-detail-report.csv")
     return {kind: detail_report.parent / f"{stem}-{name}" for kind, name in KINDS.items()}
-
-
-def write_text_atomically(text: str, path: Path, executable: bool = False) -> None:
-    """Writes beside the target and renames, so a CI job never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="\n") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o755 if executable else 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _comment(text: str) -> str:

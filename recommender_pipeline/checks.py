@@ -11,6 +11,7 @@ from recommender_pipeline.model import INCREASE, KEEP, OVER_PROVISIONED, action_
 from recommender_pipeline.partitions import daily_partitions
 from recommender_pipeline.resources import SettingsResource
 from recommender_pipeline.settings import Settings
+from recommender_pipeline.topic_listing import NOT_SUPPORTED
 
 ACTIONS = {INCREASE, KEEP, OVER_PROVISIONED}
 
@@ -50,7 +51,8 @@ def recommendations_sane(recommendations: pd.DataFrame, settings: Settings) -> t
 
 
 def report_complete(report_files: pd.DataFrame, recommendations: pd.DataFrame) -> tuple[bool, dict]:
-    """Each cluster's detail report has exactly one row per topic recommended for it."""
+    """Each cluster's detail report has exactly one row per topic recommended for it (besides the
+    `not_supported` rows of the topics Dagster cannot key)."""
     if recommendations.empty:
         return True, {"clusters": 0, "problems": dg.MetadataValue.json({})}
     problems = {}
@@ -61,7 +63,10 @@ def report_complete(report_files: pd.DataFrame, recommendations: pd.DataFrame) -
         if len(paths) != 1:
             problems[str(cluster_id)] = f"{len(paths)} detail reports"
             continue
-        rows = pd.read_csv(paths[0], keep_default_na=False)["topic_name"].tolist()
+        detail = pd.read_csv(paths[0], keep_default_na=False)
+        # Topics Dagster cannot key are listed too, but were never recommended for.
+        listed = detail["status"] != NOT_SUPPORTED if "status" in detail else pd.Series(True, index=detail.index)
+        rows = detail.loc[listed, "topic_name"].tolist()
         missing = sorted(set(expected["topic_name"]) - set(rows))
         if missing or len(rows) != len(set(rows)) or len(rows) != len(expected):
             problems[str(cluster_id)] = f"{len(rows)} rows for {len(expected)} topics; missing {missing[:10]}"

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline import definitions
+from recommender_pipeline import definitions, orphans
+from recommender_pipeline.command_instance import command_tags, open_instance
 from recommender_pipeline.digest import digest
 from recommender_pipeline.errors import ConfigurationError, RecommenderError, StoreError
 from recommender_pipeline.freshness import stale_days
@@ -43,13 +42,11 @@ from recommender_pipeline.measuring.days import utc_today, window_days
 from recommender_pipeline.partitions import HISTORY_DAYS, history_start, split_topic_key, topics_partitions
 from recommender_pipeline.progress import MeasurementProgress
 from recommender_pipeline.resources import build_resources
-from recommender_pipeline.settings import Settings, load_settings
+from recommender_pipeline.settings import Settings, load_settings, unknown_variable_warnings
 from recommender_pipeline.stop_signals import StopSignals
 
-DEFAULT_DAGSTER_HOME = Path(".local/dagster_home")
 # Progress (per-topic lines, counts) without Dagster's per-event debug lines.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 INTERRUPT_EVENT_TYPES = {
     dg.DagsterEventType.RUN_FAILURE,
     dg.DagsterEventType.STEP_FAILURE,
@@ -171,11 +168,12 @@ def _run(
             instance=instance,
             raise_on_error=False,
             run_config={**(run_config or {}), **QUIET_CONSOLE},
+            tags={**kwargs.pop("tags", {}), **command_tags()},
             **kwargs,
         ) as result:
             outcome.runs += 1
             if not result.success:
-                outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id})")
+                outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id[:8]}): {_cause(result)}")
             if stop_requested() or (not result.success and _interrupted(instance, result.run_id)):
                 raise KeyboardInterrupt
             return tuple(
@@ -227,6 +225,20 @@ def _run(
     return outcome
 
 
+def _cause(result: dg.ExecuteJobResult) -> str:
+    """A failed run's cause in one line: its first failed step's error, without Dagster's frames."""
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+                error = error.cause  # the op's own error, not Dagster's wrapper around it
+            message = " ".join(error.message.split())
+            if error.cls_name == "Failure":  # the op's own words: no need for Dagster's class name
+                message = message.split("Failure: ", 1)[-1]
+            return f"step {event.step_key}: {message[:400]}"
+    return "see the Dagster UI or `dagster run list`"
+
+
 def _topic_days_to_capture(store, day: date, force: bool) -> dict[str, int]:
     """Per cluster, how many topic-days of `day` the measurement run will capture."""
     inventory = store.read_inventory()
@@ -248,18 +260,6 @@ def _terminal_table(detail_path: str) -> str:
     }
     table = detail[list(columns)].rename(columns=columns)
     return table.to_string(index=False, float_format=lambda value: f"{value:,.1f}")
-
-
-def ensure_instance() -> dg.DagsterInstance:
-    """The instance in DAGSTER_HOME, created under .local with telemetry off when unset."""
-    if not os.environ.get("DAGSTER_HOME"):
-        DEFAULT_DAGSTER_HOME.mkdir(parents=True, exist_ok=True)
-        os.environ["DAGSTER_HOME"] = str(DEFAULT_DAGSTER_HOME.resolve())
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(INSTANCE_YAML)
-    return dg.DagsterInstance.get()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,8 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--all", action="store_true", help="also print every topic's line (the full table)")
     args = parser.parse_args(argv)
+    orphans.mark_as_the_command()  # before any step process: they end when this process does
     with StopSignals() as stop_signals:
-        return _main(args, stop_signals)
+        try:
+            return _main(args, stop_signals)
+        except KeyboardInterrupt:  # before any run (waiting for a locked store, say): nothing changed
+            print("interrupted: stopped before any run; nothing was measured or written", file=sys.stderr)
+            return 130
 
 
 def _main(args: argparse.Namespace, stop_signals: StopSignals) -> int:
@@ -297,6 +302,8 @@ def _main(args: argparse.Namespace, stop_signals: StopSignals) -> int:
     except ConfigurationError as error:
         print(error, file=sys.stderr)
         return 2
+    for warning in unknown_variable_warnings(".env"):  # a misspelt variable is otherwise silently ignored
+        print(warning, file=sys.stderr)
     end_day = args.day or utc_today()
     problem = check_before_running(settings, end_day, max(args.backfill_days, 1))
     if problem:
@@ -309,7 +316,7 @@ def _main(args: argparse.Namespace, stop_signals: StopSignals) -> int:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
     try:
-        with ensure_instance() as instance:
+        with open_instance(log=lambda line: print(line, file=sys.stderr)) as instance:
             outcome = run_recommendations(
                 instance,
                 settings,
@@ -346,7 +353,7 @@ def _main(args: argparse.Namespace, stop_signals: StopSignals) -> int:
         created, deleted = outcome.provisioning.created_keys, outcome.provisioning.deleted_keys
         print(f"API keys: {len(created)} created, {len(deleted)} deleted")
     for run in outcome.failed_runs:
-        print(f"FAILED: {run} (see the Dagster UI or `dagster run list`)", file=sys.stderr)
+        print(f"FAILED: {run}", file=sys.stderr)
     return 0 if outcome.success else 1
 
 

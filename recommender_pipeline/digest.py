@@ -10,10 +10,12 @@ from __future__ import annotations
 import pandas as pd
 
 from recommender_pipeline.html_report import rate
+from recommender_pipeline.topic_listing import NOT_SUPPORTED, UNSUPPORTED_IN_KEYS
 
 WIDTH = 120
 TOPIC_WIDTH = 48  # a longer topic name is cut in the middle, keeping its distinctive end
 ACTIONS = ("increase", "over-provisioned", "keep", "n/a")
+RATED = ("active", "empty")  # statuses with a recommendation; the others show "-" and their status
 
 
 def shorten(name: str, width: int = TOPIC_WIDTH) -> str:
@@ -22,6 +24,11 @@ def shorten(name: str, width: int = TOPIC_WIDTH) -> str:
         return name
     head = (width - 1) // 2
     return f"{name[:head]}…{name[len(name) - (width - 1 - head) :]}"
+
+
+def readable(detail: pd.DataFrame) -> pd.DataFrame:
+    """The detail report as the digest reads it: pandas reads the CSV's `n/a` action as missing."""
+    return detail.assign(action=detail["action"].astype(object).where(detail["action"].notna(), "n/a"))
 
 
 def top_by_change(detail: pd.DataFrame, top: int) -> pd.DataFrame:
@@ -48,22 +55,43 @@ def counts_lines(detail: pd.DataFrame) -> list[str]:
     errors = int((detail["status"] == "error").sum())
     cluster = ", ".join(sorted(detail["cluster_id"].astype(str).unique())) or "no cluster"
     window = f", window {detail['window_start'].min()} to {detail['window_end'].max()}" if len(detail) else ""
-    return [f"{cluster}: {len(detail)} topics{window}", f"  {', '.join(parts)}; in error {errors}"]
+    lines = [f"{cluster}: {len(detail)} topics{window}", f"  {', '.join(parts)}; in error {errors}"]
+    return lines + not_supported_lines(detail)
+
+
+def not_supported_lines(detail: pd.DataFrame) -> list[str]:
+    """One line counting and naming the topics Dagster cannot key (none when there are none)."""
+    names = sorted(detail.loc[detail["status"] == NOT_SUPPORTED, "topic_name"].astype(str))
+    if not names:
+        return []
+    line = f"  not supported {len(names)}, not measured (Dagster cannot key '{UNSUPPORTED_IN_KEYS}'): "
+    shown: list[str] = []
+    for index, name in enumerate(names):
+        more = len(names) - index - 1
+        tail = f" and {more} more" if more else ""
+        if len(line + ", ".join([*shown, shorten(name)]) + tail) > WIDTH and shown:
+            return [f"{line}{', '.join(shown)} and {len(names) - len(shown)} more"]
+        shown.append(shorten(name))
+    return [line + ", ".join(shown)]
 
 
 def digest(detail: pd.DataFrame, top: int = 10) -> list[str]:
     """The digest's lines for one cluster's detail report (the CSV's columns)."""
+    detail = readable(detail)
     lines = counts_lines(detail)
-    if detail.empty or top <= 0:
+    listed = detail[detail["status"] != NOT_SUPPORTED]  # named on their own line above
+    if listed.empty or top <= 0:
         return lines
-    chosen = top_by_change(detail, top)
+    chosen = top_by_change(listed, top)
+    rated = chosen["status"].isin(RATED)
     table = pd.DataFrame(
         {
             "topic": chosen["topic_name"].astype(str).map(shorten),  # left-aligned below
-            "now": chosen["number_of_partitions"].astype(int),
-            "recommended": chosen["recommended_partitions"].astype(int),
+            "now": chosen["number_of_partitions"].map(_count),
+            # A topic in error or not measured has no recommendation: "-", and its status as action.
+            "recommended": chosen["recommended_partitions"].map(_count).where(rated, "-"),
             "change": chosen["change"].map(lambda c: f"+{int(c)}" if c > 0 else ""),
-            "action": chosen["action"],
+            "action": chosen["action"].where(rated, chosen["status"]),
             "peak": chosen["peak_ingress_bytes_per_sec"].map(rate),
             "binding": chosen["binding"].astype(object).fillna("").astype(str),
         }
@@ -74,7 +102,12 @@ def digest(detail: pd.DataFrame, top: int = 10) -> list[str]:
     width = max(table["topic"].str.len().max(), len("topic"))
     text = table.to_string(index=False, formatters={"topic": lambda name: name.ljust(width)}, justify="left")
     lines += ["  " + line.rstrip()[: WIDTH - 2] for line in text.splitlines()]
-    rest = len(detail) - len(chosen)
+    rest = len(listed) - len(chosen)
     if rest:
         lines.append(f"  ... and {rest} more topics: --all prints every one, the HTML report charts the top ones")
     return lines
+
+
+def _count(value: object) -> str:
+    """A partition count, or "-" when the report has none (never "nan")."""
+    return "-" if pd.isna(value) else str(int(value))

@@ -17,6 +17,11 @@ class StoreError(RecommenderError):
     """The measurement store cannot be opened, read or written; the message names it (never its password)."""
 
 
+class ReportWriteError(RecommenderError):
+    """A report set could not be written (a full disk, a folder made read-only): the message names
+    `REPORTS_DIR`, the file and the cause; nothing of that set was kept."""
+
+
 class CredentialsError(RecommenderError):
     """Credentials could not be obtained (a missing or malformed secret, a key that never works)."""
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from scipy.stats import theilslopes
-
 MIN_FIT_DAYS = 5  # fewer days say too little about a trend to project it
 HISTORY_FOR_TREND_DAYS = 28  # the days of stored history a fit looks back over
 
@@ -33,6 +31,8 @@ def fit_trend(daily_peaks: dict[date, float]) -> Trend | None:
     """Theil-Sen over the measured days' peaks; None with fewer than MIN_FIT_DAYS days."""
     if len(daily_peaks) < MIN_FIT_DAYS:
         return None
+    from scipy.stats import theilslopes  # imported here: scipy.stats takes half a second to import
+
     days = sorted(daily_peaks)
     x = [(day - days[0]).days for day in days]
     slope = theilslopes([daily_peaks[day] for day in days], x).slope

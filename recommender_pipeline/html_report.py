@@ -93,6 +93,9 @@ class ReportInput:
     recommendations: pd.DataFrame  # the cluster's rows of `topic_recommendations`
     history: pd.DataFrame  # the cluster's rows of the measurement store, any days
     peak_per_partition: float  # bytes/s, see `peak_per_partition`
+    # Topics Dagster cannot key (`topic_listing.UNSUPPORTED_IN_KEYS`): never measured, listed apart
+    # with the reason; rows with `topic_name`, `number_of_partitions` and `reason`.
+    not_supported: pd.DataFrame | None = None
 
 
 def render_report(report: ReportInput) -> str:
@@ -133,7 +136,18 @@ def render_report(report: ReportInput) -> str:
         charts=charts,
         chart_limit=CHART_LIMIT,
         topics=[_topic_facts(row, forecast) for row in rows],
+        not_supported=_not_supported(report.not_supported),
     )
+
+
+def _not_supported(frame: pd.DataFrame | None) -> list[dict]:
+    """The topics listed apart, by name: name, partitions now and why they are not measured."""
+    if frame is None or frame.empty:
+        return []
+    return [
+        {"name": str(row["topic_name"]), "now": _int(row.get("number_of_partitions")), "reason": _text(row["reason"])}
+        for row in frame.sort_values("topic_name").to_dict("records")
+    ]
 
 
 def _change(frame: pd.DataFrame) -> pd.Series:

@@ -14,13 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-import matplotlib
 import pandas as pd
-from matplotlib.dates import DateFormatter, DayLocator
-from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter
-
-matplotlib.use("Agg")  # never a GUI backend in a step process (pyplot is not used, but a caller may)
 
 SVG_STYLE = {"svg.fonttype": "none", "svg.hashsalt": "recommender-pipeline", "font.size": 8}
 PEAK, AVERAGE, NOW, RECOMMENDED, FORECAST = "#c0392b", "#2874a6", "#7f8c8d", "#1e8449", "#8e44ad"
@@ -47,6 +41,13 @@ def topic_chart_svg(history: pd.DataFrame, lines: ChartLines, title: str) -> str
 
     The y axis is logarithmic: a topic's traffic is often orders of magnitude below what its
     partitions take, and on a linear axis it would be a flat line on zero under the capacity."""
+    # Imported here: matplotlib takes half a second to import, and only the reports draw.
+    import matplotlib
+    from matplotlib.dates import DateFormatter, DayLocator
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
+
+    matplotlib.use("Agg")  # never a GUI backend in a step process (pyplot is not used, but a caller may)
     with matplotlib.rc_context(SVG_STYLE):
         figure = Figure(figsize=(7.2, 2.6), dpi=72)
         axes = figure.add_subplot()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import itertools
-import os
-import tempfile
+from datetime import date
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 
+from recommender_pipeline.atomic_files import AtomicWriteError, write_files_atomically
+from recommender_pipeline.errors import ReportWriteError
+from recommender_pipeline.measuring.days import window_days
+from recommender_pipeline.measuring.measurement import Method
 from recommender_pipeline.model import to_mib
 from recommender_pipeline.settings import RecommendationModel, Settings
+from recommender_pipeline.topic_listing import NOT_SUPPORTED
 
 DETAIL_LEADING_COLUMNS = [
     "method",
@@ -76,6 +80,17 @@ DETAIL_ADDED_COLUMNS = [
     "forecast_recommended_partitions",
 ]
 ACTIVE = "active"
+# What the reports read besides the detail CSV's columns: a row measured by nobody has them empty.
+UNMEASURED_INPUTS = [
+    "is_compacted",
+    "retained_records",
+    "records_in_window",
+    "required_bytes_per_sec",
+    "consumer_bytes_per_sec",
+    "recommended_partitions",
+    "binding",
+    "measuring_seconds",
+]
 
 
 def detail_frame(recommendations: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -95,9 +110,12 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
     The seed model keeps the original's formulas (its `active_average_partitions_per_topic`
     divides every topic's partitions by the active count). The capacity model computes them as
     named, and since partitions are never removed, `percentage_decrease` is the over-provisioned
-    share that could not be given back, not a proposal.
+    share that could not be given back, not a proposal. Topics Dagster cannot key (status
+    `not_supported`) are counted in `not_supported_topics` only: they were never measured.
     """
     seed = settings.recommendation_model is RecommendationModel.SEED
+    not_supported = int((recommendations["status"] == NOT_SUPPORTED).sum()) if len(recommendations) else 0
+    recommendations = recommendations[recommendations["status"] != NOT_SUPPORTED] if not_supported else recommendations
     total_topics = len(recommendations)
     active = recommendations[recommendations["status"] == ACTIVE]
     active_count = len(active)
@@ -168,6 +186,7 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
             int((recommendations["action"] == "over-provisioned").sum()) if total_topics else 0,
         ),
         ("error_topic_count", int((recommendations["status"] == "error").sum()) if total_topics else 0),
+        ("not_supported_topics", not_supported),
         *_cap_rows(recommendations),
     ]
     return [(stat, value) for stat, value in rows if value is not None]
@@ -191,17 +210,47 @@ def _cap_rows(recommendations: pd.DataFrame) -> list[tuple]:
     ]
 
 
-def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Writes beside the target and renames, so a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            frame.to_csv(stream, index=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def with_not_supported(
+    recommendations: pd.DataFrame, not_supported: pd.DataFrame, day: str, settings: Settings
+) -> pd.DataFrame:
+    """`recommendations` and, after them, a row per topic Dagster cannot key (`not_supported`: the
+    inventory's `cluster_id, topic, partitions, reason`), shaped as a recommendation row of the
+    window ending on `day` with status `not_supported`, action `n/a` and nothing measured, so the
+    reports list them. Integer columns stay integers (nullable): the CSV never turns 6 into 6.0."""
+    if not_supported.empty:
+        return recommendations
+    # The window of the cluster's other topics, else SAMPLING_DAYS ending on `day`.
+    window = window_days(date.fromisoformat(day), settings.sampling_days)
+    spans = (
+        recommendations.groupby("cluster_id").agg(start=("window_start", "min"), days=("window_days", "max"))
+        if len(recommendations)
+        else pd.DataFrame(columns=["start", "days"])
+    )
+    clusters = not_supported["cluster_id"].astype(str)
+    method = Method.SAMPLING_RECORDS if settings.use_sample_records else Method.METRICS_API
+    extra = pd.DataFrame(
+        {
+            "cluster_id": clusters,
+            "topic_name": not_supported["topic"].astype(str),
+            "method": method.value,
+            "number_of_partitions": not_supported["partitions"].astype("Int64"),
+            "window_start": [spans["start"].get(cluster, window[0].isoformat()) for cluster in clusters],
+            "window_end": day,
+            "window_days": [int(spans["days"].get(cluster, len(window))) for cluster in clusters],
+            "days_measured": 0,
+            "status": NOT_SUPPORTED,
+            "action": "n/a",
+            "reason": not_supported["reason"].astype(str),
+        }
+    )
+    # Every column the reports read, empty, also when no topic of the day was recommended for.
+    columns = [*extra.columns, *DETAIL_LEADING_COLUMNS, *DETAIL_ADDED_COLUMNS, *UNMEASURED_INPUTS]
+    extra = extra.reindex(columns=list(dict.fromkeys(columns)))
+    combined = pd.concat([recommendations, extra], ignore_index=True) if len(recommendations) else extra
+    for column, dtype in recommendations.dtypes.items():
+        if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            combined[column] = combined[column].astype("Int64")
+    return combined
 
 
 class ReportPaths(NamedTuple):
@@ -225,3 +274,22 @@ def report_paths(reports_dir: Path, cluster_id: str, day: str, run_id: str) -> R
         if not any(path.exists() for path in paths):
             return paths
     raise AssertionError("unreachable")
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """A report's CSV text: no index, "\n" line ends."""
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def write_report_set(paths: ReportPaths, detail: pd.DataFrame, summary: pd.DataFrame, html: str) -> None:
+    """A cluster's detail CSV, summary CSV and HTML report, all or nothing (`atomic_files`): a glob
+    on `*-detail-report.csv` never finds a report whose HTML was never written. A failure is one
+    line naming the folder, the cause and the file, and says that nothing of the set was kept."""
+    texts = {paths.detail: csv_text(detail), paths.summary: csv_text(summary), paths.html: html}
+    try:
+        write_files_atomically(texts)
+    except AtomicWriteError as error:
+        raise ReportWriteError(
+            f"REPORTS_DIR {error.path.parent}: {error.cause} writing {error.path.name}; "
+            "nothing of this report set was kept"
+        ) from None

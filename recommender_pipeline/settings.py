@@ -7,12 +7,16 @@ variables that carry secrets are never echoed.
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -59,6 +63,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "SAMPLING_TIMEOUT_SECONDS": "a number of seconds greater than 0, e.g. 2.0",
     "SAMPLING_MAX_CONTINUOUS_FAILED_BATCHES": "a whole number, 1 or more",
     "TIMESTAMP_SKEW_SECONDS": "a number of seconds, 0 or more, e.g. 900",
+    "KAFKA_RETRY_TIMEOUT_SECONDS": "a number of seconds, 0 or more, e.g. 60",
     "MAX_CLUSTER_WORKERS": "a whole number, 1 or more",
     "MAX_WORKERS_PER_CLUSTER": "a whole number, 1 or more",
     "RECOMMENDATION_MODEL": "one of: capacity, seed",
@@ -92,6 +97,26 @@ SECRET_VARIABLES = {
     "MEASUREMENT_STORE_URL",
     "PROVISIONED_KAFKA_PROPERTIES",
 }
+
+# Variables read outside `Settings`: the command's Dagster instance, the code location's env file,
+# the executor choice, what the command hands its step processes, the deploy files'.
+OTHER_VARIABLES = (
+    "DAGSTER_HOME",
+    "RECOMMENDER_ENV_FILE",
+    "RECOMMENDER_EXECUTOR",
+    "RECOMMENDER_EXECUTOR_CONFIG",
+    "RECOMMENDER_PROVISIONED_CREDENTIALS",
+    "RECOMMENDER_COMMAND_PID",
+    "DAGSTER_PG_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_BACKEND_URL",
+)
+# How alike (difflib's ratio) an unknown name must be to a known one to be warned about: a dropped,
+# doubled or wrong letter or a missing S passes (SAMPLNG_DAYS 0.96, REPORT_DIR 0.95, PRINCIPLE_ID
+# 0.92); PATH, HOME and other programs' variables do not (CONFLUENT_CLOUD_API_KEY 0.87, CELERY_BROKER
+# 0.87), except these of the Confluent CLI and Terraform provider, which are let be by name.
+TYPO_SIMILARITY = 0.9
+FOREIGN_VARIABLES = frozenset({"CONFLUENT_CLOUD_API_KEY", "CONFLUENT_CLOUD_API_SECRET"})
 
 CommaList = Annotated[list[str], NoDecode]
 JsonList = Annotated[list[dict[str, Any]], NoDecode]
@@ -174,8 +199,11 @@ class Settings(BaseSettings):
     sampling_max_consecutive_nulls: int = Field(50, ge=1, alias="SAMPLING_MAX_CONSECUTIVE_NULLS")
     sampling_timeout_seconds: float = Field(2.0, gt=0, alias="SAMPLING_TIMEOUT_SECONDS")
     sampling_max_continuous_failed_batches: int = Field(5, ge=1, alias="SAMPLING_MAX_CONTINUOUS_FAILED_BATCHES")
-    # How long after its day ends a record may still be appended and count in its day.
+    # How long after its hour ends a record may still be appended: an hour settles only then.
     timestamp_skew_seconds: float = Field(900.0, ge=0, alias="TIMESTAMP_SKEW_SECONDS")
+    # How long retriable Kafka errors (a leader moving, a broker restarting) are retried before a
+    # topic is given up as in error, or a cluster that stopped answering as unreachable.
+    kafka_retry_timeout_seconds: float = Field(60.0, ge=0, alias="KAFKA_RETRY_TIMEOUT_SECONDS")
 
     # Concurrency and outputs.
     max_cluster_workers: int = Field(4, ge=1, alias="MAX_CLUSTER_WORKERS")
@@ -314,8 +342,62 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{variable}: {message}{shown}" + (f"; expected {expected}" if expected else "")
 
 
+def known_variables() -> set[str]:
+    """Every variable name this pipeline reads: the settings' (and their old spellings) and `OTHER_VARIABLES`."""
+    names = set(OTHER_VARIABLES)
+    for info in Settings.model_fields.values():
+        names.update([info.alias] if info.alias else [])
+        if isinstance(info.validation_alias, AliasChoices):
+            names.update(str(choice) for choice in info.validation_alias.choices)
+    return names
+
+
+def unknown_variable_warnings(env_file: str | None = ".env", environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per variable, in `env_file` or the environment, that this pipeline does not read
+    but whose name is close to one it does (a typo, `SAMPLNG_DAYS`, is otherwise silently ignored).
+    Names only, never a value (values may be secrets); other programs' variables are not named."""
+    known = known_variables()
+    sources = {name: "the environment" for name in (os.environ if environ is None else environ)}
+    if env_file and Path(env_file).is_file():
+        sources.update((name, str(env_file)) for name in dotenv_values(env_file, encoding="utf-8"))
+    lines = []
+    # Settings also reads its field names (`populate_by_name`), e.g. `sampling_days`.
+    for name in sorted(set(sources) - known - set(Settings.model_fields) - FOREIGN_VARIABLES):
+        match = difflib.get_close_matches(name.upper(), known, n=1, cutoff=TYPO_SIMILARITY)
+        if match:
+            lines.append(
+                f"warning: {name} in {sources[name]} is not a variable this pipeline reads; did you mean {match[0]}?"
+            )
+    return lines
+
+
+def _check_env_file_encoding(env_file: str | None) -> None:
+    """A `.env` that is not UTF-8 (a Latin-1 `é` in a comment) is one line naming the file and
+    where, instead of a `UnicodeDecodeError` from deep inside pydantic-settings."""
+    if not env_file:
+        return
+    try:
+        data = Path(env_file).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # pydantic-settings reads no file then
+        return
+    except OSError as error:
+        raise ConfigurationError(f"{env_file}: cannot be read ({error.strerror})") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_start = data.rfind(b"\n", 0, error.start) + 1
+        line = data.count(b"\n", 0, error.start) + 1
+        column = len(data[line_start : error.start].decode("utf-8")) + 1
+        raise ConfigurationError(
+            f"{env_file}: not UTF-8 at line {line}, column {column} (byte offset {error.start}); "
+            "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
 def load_settings(env_file: str | None = ".env") -> Settings:
-    """Reads and validates the configuration; raises ConfigurationError listing every bad variable."""
+    """Reads and validates the configuration; raises ConfigurationError listing every bad variable,
+    or naming the env file when it is not UTF-8."""
+    _check_env_file_encoding(env_file)
     try:
         return Settings(_env_file=env_file)
     except ValidationError as error:

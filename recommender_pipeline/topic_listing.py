@@ -10,7 +10,21 @@ from recommender_pipeline.settings import Settings
 
 SYSTEM_PREFIXES = ("__", "_confluent", "_schemas")
 TIMEOUT_SECONDS = 30
+# Dagster refuses partition keys holding any of its INVALID_PARTITION_SUBSTRINGS: "..." (the
+# separator of a partition range, `a...b`, in its UI and CLI) and control characters. A Kafka topic
+# name is 1-249 of [A-Za-z0-9._-], so of those only "..." can occur: a topic whose name holds three
+# dots in a row (`...`, `a...b`, `a....b`, `logs...`) has no partition key, so it cannot be measured.
 UNSUPPORTED_IN_KEYS = "..."
+NOT_SUPPORTED = "not_supported"  # the status such a topic has in the reports
+NOT_SUPPORTED_REASON = (
+    f"not supported: Dagster cannot use '{UNSUPPORTED_IN_KEYS}' in a partition key, so a topic whose name holds "
+    "three dots in a row cannot be measured; to measure it, move its traffic to a topic named without them"
+)
+
+
+def is_keyable(topic: str) -> bool:
+    """Whether Dagster can key the topic, i.e. measure it (see `UNSUPPORTED_IN_KEYS`)."""
+    return UNSUPPORTED_IN_KEYS not in topic
 
 
 def is_internal(topic: str, broker_says_internal: bool) -> bool:

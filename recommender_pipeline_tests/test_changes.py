@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from recommender_pipeline.assets.changes import cluster_target
+from recommender_pipeline.atomic_files import write_text_atomically
 from recommender_pipeline.changes import (
     ClusterTarget,
     change_paths,
@@ -23,7 +24,6 @@ from recommender_pipeline.changes import (
     rest_v3_requests,
     terraform_name,
     terraform_snippet,
-    write_text_atomically,
 )
 
 DAY = "2026-11-30"
@@ -107,7 +107,9 @@ def test_the_script_for_a_cluster_with_nothing_to_increase_runs_and_does_nothing
     path = tmp_path / "changes.sh"
     write_text_atomically(kafka_topics_script(PLAIN, DAY, keep), path, executable=True)
     assert "# No topic to increase." in path.read_text()
-    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~umask  # 0755 under the usual umask 022
     assert subprocess.run([str(path)], capture_output=True, text=True).returncode == 0
 
 

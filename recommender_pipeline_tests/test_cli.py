@@ -83,3 +83,21 @@ def test_the_command_exits_2_or_1_with_one_line_before_any_work(bootstrap_addres
     assert (corrupt.returncode, corrupt.stderr.count("\n")) == (1, 1), corrupt.stderr[-2000:]
     assert corrupt.stderr.startswith("FAILED: measurement store ")
     assert not (tmp_path / "home").exists()  # nothing ran
+
+
+def test_a_misspelt_variable_is_warned_about_and_a_latin1_env_is_one_line_with_exit_2(bootstrap_address, tmp_path):
+    """The command's first lines: a warning naming the misspelt variable (then the run goes on: here
+    it stops at the future --day), and for a `.env` that is not UTF-8, one line naming it, exit 2."""
+    env = command_env(bootstrap_address, tmp_path)
+    command = [sys.executable, "-m", "recommender_pipeline.cli", "--day", (TODAY + timedelta(days=3)).isoformat()]
+    (tmp_path / ".env").write_text("SAMPLNG_DAYS=2\n")
+    typo = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert typo.returncode == 2 and typo.stderr.splitlines()[0] == (
+        "warning: SAMPLNG_DAYS in .env is not a variable this pipeline reads; did you mean SAMPLING_DAYS?"
+    )
+    (tmp_path / ".env").write_bytes("# café\nSAMPLING_DAYS=2\n".encode("latin-1"))
+    latin1 = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert (latin1.returncode, latin1.stderr) == (
+        2,
+        ".env: not UTF-8 at line 1, column 6 (byte offset 5); save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)\n",
+    )

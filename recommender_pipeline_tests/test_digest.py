@@ -1,9 +1,14 @@
 """The one command's digest (counts by action, the top topics: one screen at 2,000 topics) and its
 progress lines while measuring."""
 
+import pandas as pd
+
 from recommender_pipeline.digest import WIDTH, digest, shorten
 from recommender_pipeline.progress import progress_line
+from recommender_pipeline.reporting import csv_text, detail_frame, with_not_supported
+from recommender_pipeline.settings import Settings
 from recommender_pipeline_testing.report_frames import recommendations_frame
+from recommender_pipeline_tests.test_reporting import recommended
 
 
 def test_the_digest_of_2000_topics_fits_one_screen():
@@ -70,3 +75,41 @@ def test_progress_counts_a_runs_topic_days_per_cluster_from_its_events():
     assert lines and all(line.startswith("measuring 2026-11-30: ") for line in lines)
     assert any("lkc-1 2/2 topic-days" in line for line in lines) and any("lkc-2 1/4" in line for line in lines)
     assert silent.done == {}
+
+
+def test_topics_in_error_or_not_measured_show_a_dash_never_nan(tmp_path):
+    """The command digests the detail CSV as pandas reads it, where the `n/a` action is missing:
+    a topic in error used to print `recommended 0 ... action NaN` and drop out of the counts."""
+    settings = Settings.model_construct()
+    frame = recommended(12)
+    frame.loc[11, ["status", "action", "recommended_partitions", "peak_ingress_bytes_per_sec"]] = [
+        "not_measured",
+        "n/a",
+        0,
+        float("nan"),
+    ]
+    path = tmp_path / "detail.csv"
+    path.write_text(csv_text(detail_frame(frame, settings)))
+    lines = digest(pd.read_csv(path), top=20)  # as the command reads it
+    assert "nan" not in "\n".join(lines).lower()
+    assert lines[1] == "  increase 2 (+3 partitions), over-provisioned 1, keep 7, n/a 2; in error 1"
+    rows = {line.split()[0]: line.split() for line in lines[4:]}
+    assert rows["t0010"][1:4] == ["4", "-", "error"]
+    assert rows["t0011"][1:4] == ["5", "-", "not_measured"]
+    assert rows["t0005"][1:5] == ["6", "8", "+2", "increase"]
+
+
+def test_topics_dagster_cannot_key_are_counted_and_named_on_one_line():
+    settings = Settings.model_construct()
+    names = ["x...y", "...", *(f"topic-{i:03d}...old" for i in range(20))]
+    unsupported = pd.DataFrame({"cluster_id": "lkc-1", "topic": names, "partitions": 3, "reason": "why"})
+    lines = digest(detail_frame(with_not_supported(recommended(12), unsupported, "2026-11-30", settings), settings))
+    assert lines[0] == "lkc-1: 34 topics, window 2026-11-28 to 2026-11-30"
+    assert lines[2] == (
+        "  not supported 22, not measured (Dagster cannot key '...'): ..., topic-000...old, topic-001...old and 19 more"
+    )
+    assert len(lines[2]) <= WIDTH
+    assert not any("x...y" in line or "topic-0" in line for line in lines[3:])  # not in the top list
+    assert lines[-1].startswith("  ... and 2 more topics")  # of the 12 analysed, 10 listed
+    two = digest(detail_frame(with_not_supported(recommended(3), unsupported[:2], "2026-11-30", settings), settings))
+    assert two[2] == "  not supported 2, not measured (Dagster cannot key '...'): ..., x...y"

@@ -3,7 +3,13 @@ No broker (frames built by hand with known numbers); the browser test opens a re
 
 import re
 
+import pandas as pd
+from markupsafe import escape
+
 from recommender_pipeline.html_report import CHART_LIMIT, ReportInput, charted_topics, render_report
+from recommender_pipeline.reporting import with_not_supported
+from recommender_pipeline.settings import Settings
+from recommender_pipeline.topic_listing import NOT_SUPPORTED_REASON
 from recommender_pipeline_testing.report_frames import MIB, history_frame, recommendations_frame
 
 # The namespaces of inline SVG are names, not references: nothing is fetched from them.
@@ -72,3 +78,26 @@ def test_forecast_columns_are_shown_when_the_recommendations_have_them():
     assert '<th data-type="num">forecast partitions</th>' in html
     assert '<td class="num" data-v="7">7</td>' in html
     assert "4.00 MiB/s in 30 days → 7 partitions (trend 102.40 KiB/s per day over 14 days)" in html
+
+
+def test_topics_dagster_cannot_key_have_their_own_section_with_the_reason():
+    """They used to be missing from the page; they are not in the table of recommendations (they
+    have none) but counted in the overview and listed with their partitions and the reason."""
+    settings = Settings.model_construct()
+    names = pd.DataFrame(
+        {"cluster_id": "lkc-1", "topic": ["x...y", "<b>...</b>"], "partitions": [3, 12], "reason": NOT_SUPPORTED_REASON}
+    )
+    rows = with_not_supported(recommendations_frame(4), names, "2026-11-30", settings)
+    unsupported = rows["status"] == "not_supported"
+    recommendations = rows.loc[~unsupported]
+    html = render_report(
+        ReportInput(
+            "lkc-1", "2026-11-30", recommendations, history_frame(recommendations), 10 * MIB / 3, rows.loc[unsupported]
+        )
+    )
+    assert table_topics(html) == ["t0000", "t0001", "t0002", "t0003"]
+    assert '<b id="count-not-supported">2</b><a href="#not-supported">not supported</a>' in html
+    section = html.split('<h2 id="not-supported">Not supported</h2>', 1)[1].split("</table>", 1)[0]
+    assert re.findall(r"<tr class=\"not-supported\"><td>([^<]*)</td>", section) == ["&lt;b&gt;...&lt;/b&gt;", "x...y"]
+    assert '<td class="num" data-v="12">12</td>' in section and html.count(escape(NOT_SUPPORTED_REASON)) == 2
+    assert "not-supported" not in render(4)  # no section when every topic is keyable

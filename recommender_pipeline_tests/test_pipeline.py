@@ -391,3 +391,59 @@ def test_a_deleted_topic_leaves_the_inventory_but_keeps_its_measured_days(config
     assert list(pipeline.store.read_inventory()["topic"]) == [f"{prefix}.stays"]  # no longer measured
     assert pipeline.measurement(day, f"{prefix}.goes")["records"] == 4  # its history stays in the store
     assert pipeline.is_materialized(day, f"{prefix}.goes")  # and in Dagster, until the rolling history ends
+
+
+def test_a_topic_dagster_cannot_key_is_listed_as_not_supported_in_every_report(
+    configure, pipeline, prefix, kafka_bootstrap, tmp_path
+):
+    """`a...b` is a legal Kafka name but not a Dagster partition key: it used to drop out of every
+    report, said only by a warning in the inventory run. It is listed, with the reason, never
+    measured, and the checks still pass."""
+    from recommender_pipeline.digest import digest
+    from recommender_pipeline.measuring.days import utc_today
+
+    day = utc_today()
+    create_topic(kafka_bootstrap, f"{prefix}.ok", 2)
+    create_topic(kafka_bootstrap, f"{prefix}.a...b", 3)
+    produce(kafka_bootstrap, f"{prefix}.ok", records_in_hour(day, 0, 10, lambda i: (None, b"x" * 10, []), 2))
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1)
+    assert pipeline.inventory().success
+    assert pipeline.topic_keys() == [f"{CLUSTER_ID}/{prefix}.ok"]  # no key: never measured
+    assert pipeline.measure(day).success
+    result = pipeline.recommend(day)
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == dict.fromkeys(checks, True) and "check_report_complete" in checks
+
+    detail, summary = read_reports(tmp_path / "reports")
+    row = detail.loc[f"{prefix}.a...b"]
+    assert (row["status"], row["action"], row["number_of_partitions"]) == ("not_supported", "n/a", 3)
+    assert "Dagster cannot use '...' in a partition key" in row["reason"]
+    assert detail.loc[f"{prefix}.ok", "status"] == "active"
+    assert (summary["not_supported_topics"], summary["total_topics"]) == ("1", "1")
+    html = next((tmp_path / "reports").glob("*-report.html")).read_text()
+    assert f'<tr class="not-supported"><td>{prefix}.a...b</td>' in html
+    path = next((tmp_path / "reports").glob("*-detail-report.csv"))
+    lines = digest(pd.read_csv(path))  # as the command prints it
+    assert lines[2] == f"  not supported 1, not measured (Dagster cannot key '...'): {prefix}.a...b"
+
+
+def test_a_cluster_that_cannot_be_listed_keeps_its_topics_dagster_cannot_key(
+    configure, pipeline, prefix, kafka_bootstrap, monkeypatch
+):
+    """As its other topics (kept in the store as last known), they do not vanish from the reports."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from recommender_pipeline.assets import inventory
+
+    create_topic(kafka_bootstrap, f"{prefix}.a...b", 3)
+    configure(TOPIC_FILTER=prefix)
+    assert pipeline.inventory().success
+
+    def unreachable(*args, **kwargs):
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down"))
+
+    monkeypatch.setattr(inventory, "list_cluster_topics", unreachable)
+    assert not pipeline.inventory().success
+    kept = inventory.not_supported_topics(pipeline.instance)
+    assert kept[["cluster_id", "topic", "partitions"]].values.tolist() == [[CLUSTER_ID, f"{prefix}.a...b", 3]]

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from recommender_pipeline.errors import ConfigurationError
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.resources.kafka import CLIENT_LOG
-from recommender_pipeline.settings import MIB, SECRET_VARIABLES, RecommendationModel, Settings, load_settings
+from recommender_pipeline.settings import (
+    MIB,
+    SECRET_VARIABLES,
+    RecommendationModel,
+    Settings,
+    known_variables,
+    load_settings,
+    unknown_variable_warnings,
+)
 from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES
 
 CLUSTER = '[{"kafka_cluster_id": "local", "bootstrap.servers": "127.0.0.1:9092"}]'
@@ -131,6 +139,57 @@ def test_dotenv_file_is_read_and_environment_wins(configure, tmp_path, monkeypat
     settings = load_settings(str(dotenv))
     assert settings.sampling_days == 3
     assert settings.topic_filter == ["c"]
+
+
+def test_a_misspelt_variable_is_warned_about_by_name_and_never_by_value(configure, tmp_path, monkeypatch):
+    """`SAMPLNG_DAYS=2` and `REPORT_DIR=elsewhere` used to be ignored without a word (7 days
+    measured, reports in ./reports): each is named with the variable it is close to."""
+    configure()
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("# the pipeline\nSAMPLNG_DAYS=2\nREPORT_DIR=elsewhere-hunter2\nexport TOPIC_FILTER=a\n")
+    monkeypatch.setenv("KAFKA_CREDENTIAL", "hunter3")  # a missing S, in the environment
+    monkeypatch.setenv("report_dir", "x")  # in lower case: fields' own names (`reports_dir`) are read too
+    warnings = unknown_variable_warnings(str(dotenv))
+    assert warnings == [
+        "warning: KAFKA_CREDENTIAL in the environment is not a variable this pipeline reads; "
+        "did you mean KAFKA_CREDENTIALS?",
+        f"warning: REPORT_DIR in {dotenv} is not a variable this pipeline reads; did you mean REPORTS_DIR?",
+        f"warning: SAMPLNG_DAYS in {dotenv} is not a variable this pipeline reads; did you mean SAMPLING_DAYS?",
+        "warning: report_dir in the environment is not a variable this pipeline reads; did you mean REPORTS_DIR?",
+    ]
+    assert "hunter" not in "".join(warnings)
+    assert load_settings(str(dotenv)).sampling_days == 7  # only warned about: the setting is not guessed
+
+
+def test_other_programs_variables_are_never_warned_about():
+    names = """PATH HOME USER SHELL LANG TERM PWD VIRTUAL_ENV PYTHONPATH JAVA_HOME KAFKA_BOOTSTRAP KAFKA_LOCAL_PORT
+    KAFKA_VERSION KAFKA_HEAP_OPTS CCLOUD_OPENAPI_DIR REFRESH_SCREENSHOTS DAGSTER_PG_PASSWORD AWS_REGION
+    AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY CONFLUENT_CLOUD_API_KEY CONFLUENT_CLOUD_API_SECRET
+    CONFLUENT_CLOUD_EMAIL CELERY_BROKER KAFKA_CLUSTER_ID KAFKA_API_KEY KAFKA_API_SECRET"""
+    assert unknown_variable_warnings(None, dict.fromkeys(names.split(), "x")) == []
+    assert unknown_variable_warnings(None, dict.fromkeys(known_variables() | set(Settings.model_fields), "x")) == []
+
+
+def test_the_names_read_outside_the_settings_are_known():
+    from recommender_pipeline.executors import EXECUTOR_CONFIG_VARIABLE, EXECUTOR_VARIABLE
+    from recommender_pipeline.kafka_credentials import PROVISIONED_VARIABLE
+
+    names = {EXECUTOR_VARIABLE, EXECUTOR_CONFIG_VARIABLE, PROVISIONED_VARIABLE, "DAGSTER_HOME", "RECOMMENDER_ENV_FILE"}
+    assert names | set(CONFIG_VARIABLES) <= known_variables()
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line_naming_the_file_and_where(configure, tmp_path):
+    """A Latin-1 `é` in a comment used to be a 55-line UnicodeDecodeError that did not name the file."""
+    configure()
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes("SAMPLING_DAYS=3\n# café\n".encode("latin-1"))
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(str(dotenv))
+    assert str(raised.value) == (
+        f"{dotenv}: not UTF-8 at line 2, column 6 (byte offset 21); save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )
+    dotenv.write_bytes("SAMPLING_DAYS=3\n# café\n".encode())
+    assert load_settings(str(dotenv)).sampling_days == 3
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from recommender_pipeline.atomic_files import AtomicWriteError, write_files_atomically
 from recommender_pipeline.changes import (
     KINDS,
     ClusterTarget,
@@ -13,7 +14,6 @@ from recommender_pipeline.changes import (
     increases,
     paths_beside,
     render,
-    write_text_atomically,
 )
 from recommender_pipeline.errors import RecommenderError
 from recommender_pipeline.partitions import daily_partitions
@@ -61,11 +61,18 @@ def partition_changes(
             else change_paths(settings.reports_dir, str(cluster_id), epoch, day, context.run.run_id)
         )
         topics = len(increases(recommendations))
-        for kind, text in render(target, day, recommendations).items():
-            write_text_atomically(text, paths[kind], executable=kind == "kafka_topics_sh")
-            written.append(
-                {"cluster_id": cluster_id, "kind": kind, "path": str(paths[kind].resolve()), "topics": topics}
-            )
+        texts = {paths[kind]: text for kind, text in render(target, day, recommendations).items()}
+        try:  # the four forms, all or nothing, as the reports
+            write_files_atomically(texts, executable=frozenset({paths["kafka_topics_sh"]}))
+        except AtomicWriteError as error:
+            raise dg.Failure(
+                description=f"REPORTS_DIR {error.path.parent}: {error.cause} writing {error.path.name}; "
+                "nothing of this cluster's change files was kept"
+            ) from None
+        written += [
+            {"cluster_id": cluster_id, "kind": kind, "path": str(path.resolve()), "topics": topics}
+            for kind, path in paths.items()
+        ]
         context.log.info(f"cluster {cluster_id}: {topics} topic(s) to increase, changes in {paths['ci_gate']}")
     files = pd.DataFrame(written, columns=["cluster_id", "kind", "path", "topics"])
     to_increase = increases(topic_recommendations)

@@ -8,7 +8,17 @@ from recommender_pipeline.errors import RecommenderError
 from recommender_pipeline.partitions import topic_key, topics_partitions
 from recommender_pipeline.resources import ConfluentCloudResource, KafkaResource, SettingsResource
 from recommender_pipeline.resources.store import INVENTORY_COLUMNS
-from recommender_pipeline.topic_listing import UNSUPPORTED_IN_KEYS, list_cluster_topics
+from recommender_pipeline.settings import unknown_variable_warnings
+from recommender_pipeline.topic_listing import (
+    NOT_SUPPORTED_REASON,
+    UNSUPPORTED_IN_KEYS,
+    is_keyable,
+    list_cluster_topics,
+)
+
+# The inventory's metadata entry listing the topics Dagster cannot key, read back by the reports.
+NOT_SUPPORTED_METADATA = "not_supported_topics"
+NOT_SUPPORTED_COLUMNS = ["cluster_id", "topic", "partitions", "reason"]
 
 
 @dg.asset(group_name="recommender", kinds={"kafka", "duckdb"}, io_manager_key="inventory_io_manager")
@@ -24,6 +34,8 @@ def cluster_inventory(
     Adds a `topics` dynamic partition for each new topic so it is measured from now on; the
     inventory itself lives in the store's inventory table (`InventoryIOManager`)."""
     settings = config.settings
+    for warning in unknown_variable_warnings(config.env_file):  # a misspelt variable, said where runs are seen
+        context.log.warning(warning)
     rows: list[dict] = []
     failed: dict[str, str] = {}
     excluded = 0
@@ -42,11 +54,26 @@ def cluster_inventory(
     for row in rows:
         row["cluster_type"] = kinds.get(row["cluster_id"], "")
 
-    # Dagster partition keys cannot contain "...", which Kafka allows in topic names.
-    unsupported = sorted(topic_key(r["cluster_id"], r["topic"]) for r in rows if UNSUPPORTED_IN_KEYS in r["topic"])
+    # Dagster partition keys cannot contain "...", which Kafka allows in topic names: such topics
+    # get no key (so they are never measured) and are kept aside, in this asset's metadata, for the
+    # reports to list as not supported. A cluster that could not be listed keeps its last known ones.
+    not_supported = [
+        {"cluster_id": r["cluster_id"], "topic": r["topic"], "partitions": r["partitions"]}
+        for r in rows
+        if not is_keyable(r["topic"])
+    ]
+    last_known = not_supported_topics(context.instance)
+    not_supported += last_known.loc[
+        last_known["cluster_id"].isin(list(failed)), ["cluster_id", "topic", "partitions"]
+    ].to_dict("records")
+    not_supported = [{**entry, "reason": NOT_SUPPORTED_REASON} for entry in not_supported]
+    unsupported = sorted(topic_key(r["cluster_id"], r["topic"]) for r in not_supported)
     if unsupported:
-        context.log.warning(f"topics left out, their names contain '...' (not a valid Dagster key): {unsupported}")
-    rows = [r for r in rows if UNSUPPORTED_IN_KEYS not in r["topic"]]
+        context.log.warning(
+            f"{len(unsupported)} topic(s) not supported, their names contain '{UNSUPPORTED_IN_KEYS}' (not a valid "
+            f"Dagster key): listed in the reports, never measured: {unsupported}"
+        )
+    rows = [r for r in rows if is_keyable(r["topic"])]
     inventory = pd.DataFrame(rows, columns=list(INVENTORY_COLUMNS))
     inventory.attrs["failed_clusters"] = sorted(failed)
     keys = [topic_key(c, t) for c, t in zip(inventory["cluster_id"], inventory["topic"], strict=True)]
@@ -65,6 +92,7 @@ def cluster_inventory(
             "new_topic_partitions": len(new_keys),
             "filtered_out_topics": excluded,
             "unsupported_topic_names": dg.MetadataValue.json(unsupported),
+            NOT_SUPPORTED_METADATA: dg.MetadataValue.json(not_supported),
             "clusters_failed": dg.MetadataValue.json(failed),
             "filters": dg.MetadataValue.json(
                 {
@@ -97,3 +125,12 @@ def _cloud_cluster_kinds(
     except RecommenderError as error:
         context.log.warning(f"cluster types unknown, the per-broker partition budget applies: {error}")
         return {}
+
+
+def not_supported_topics(instance: dg.DagsterInstance) -> pd.DataFrame:
+    """The topics the latest inventory could not key (`NOT_SUPPORTED_COLUMNS`), from its metadata:
+    they are not in the store's inventory, since nothing downstream could measure them."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("cluster_inventory"))
+    materialization = event.asset_materialization if event else None
+    entry = materialization.metadata.get(NOT_SUPPORTED_METADATA) if materialization else None
+    return pd.DataFrame(entry.value if entry else [], columns=NOT_SUPPORTED_COLUMNS)

@@ -5,12 +5,20 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline.changes import write_text_atomically
+from recommender_pipeline.assets.inventory import not_supported_topics
 from recommender_pipeline.cluster_limits import capacities_for
+from recommender_pipeline.errors import ReportWriteError
 from recommender_pipeline.html_report import ReportInput, peak_per_partition, render_report
 from recommender_pipeline.partitions import daily_partitions, history_start
-from recommender_pipeline.reporting import detail_frame, report_paths, summary_rows, write_csv_atomically
+from recommender_pipeline.reporting import (
+    detail_frame,
+    report_paths,
+    summary_rows,
+    with_not_supported,
+    write_report_set,
+)
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
+from recommender_pipeline.topic_listing import NOT_SUPPORTED
 
 
 @dg.asset(partitions_def=daily_partitions, group_name="recommender", kinds={"csv", "html"})
@@ -21,29 +29,31 @@ def reports(
     store: MeasurementStoreResource,
 ) -> pd.DataFrame:
     """`<cluster>-recommender-<day>-<run>-detail-report.csv`, `...-summary-report.csv` and
-    `...-report.html` (self-contained, charts inline, `html_report.py`) in `REPORTS_DIR`, written
-    atomically, never over another report; returns the files written."""
+    `...-report.html` (self-contained, charts inline, `html_report.py`) in `REPORTS_DIR`, each
+    cluster's three written all or nothing, never over another report; returns the files written.
+    Topics whose names Dagster cannot key are listed in them as `not_supported`, with the reason."""
     settings = config.settings
     day = context.partition_key
+    # The topics Dagster cannot key were never measured; the inventory listed them aside.
+    rows = with_not_supported(topic_recommendations, not_supported_topics(context.instance), day, settings)
     written = []
-    if topic_recommendations.empty:
+    if rows.empty:
         context.log.warning("no topics to report")
-    if not topic_recommendations.empty:
+    else:
         # The charts show each topic's whole stored history, not only the window.
-        first_day = min(history_start(), str(topic_recommendations["window_start"].min()))
+        first_day = min(history_start(), str(rows["window_start"].min()))
         history = store.read_measurements(first_day, day)
         cluster_types = store.read_inventory().groupby("cluster_id")["cluster_type"].first().to_dict()
-    for cluster_id, recommendations in topic_recommendations.groupby("cluster_id", sort=True):
-        detail_path, summary_path, html_path = report_paths(
-            settings.reports_dir, str(cluster_id), day, context.run.run_id
-        )
-        detail = detail_frame(recommendations, settings)
+    for cluster_id, cluster_rows in rows.groupby("cluster_id", sort=True):
+        paths = report_paths(settings.reports_dir, str(cluster_id), day, context.run.run_id)
+        detail_path, summary_path, html_path = paths
+        unsupported = cluster_rows["status"] == NOT_SUPPORTED
+        recommendations = cluster_rows.loc[~unsupported]
+        detail = detail_frame(cluster_rows, settings)
         summary = pd.DataFrame(
-            summary_rows(recommendations, settings, recommendations["measuring_seconds"].sum()),
+            summary_rows(cluster_rows, settings, recommendations["measuring_seconds"].sum()),
             columns=["stat", "value"],
         )
-        write_csv_atomically(detail, detail_path)
-        write_csv_atomically(summary, summary_path)
         cluster_type = cluster_types.get(cluster_id)
         capacities = capacities_for(cluster_type if isinstance(cluster_type, str) else "", settings)
         html = render_report(
@@ -53,9 +63,13 @@ def reports(
                 recommendations=recommendations,
                 history=history.loc[history["cluster_id"] == cluster_id],
                 peak_per_partition=peak_per_partition(capacities, settings.required_throughput_factor),
+                not_supported=cluster_rows.loc[unsupported],
             )
         )
-        write_text_atomically(html, html_path)
+        try:  # the three files, all or nothing
+            write_report_set(paths, detail, summary, html)
+        except ReportWriteError as error:
+            raise dg.Failure(description=str(error)) from None
         written += [
             {
                 "cluster_id": cluster_id,

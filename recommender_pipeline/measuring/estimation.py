@@ -67,7 +67,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy.special import ndtri, stdtrit  # Student's t and normal quantiles, without scipy.stats' import time
 
 from recommender_pipeline.measuring.attribution import DayTally
 from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY
@@ -340,7 +340,7 @@ def busiest_of(values: Sequence[float], lows: Sequence[float], highs: Sequence[f
     """
     values = np.asarray(values, dtype=float)
     lows, highs = np.asarray(lows, dtype=float), np.asarray(highs, dtype=float)
-    z = float(stats.norm.ppf(1 - LOW_TAIL))  # the quantile a day's low end was set at (`busiest`)
+    z = float(ndtri(1 - LOW_TAIL))  # the quantile a day's low end was set at (`busiest`)
     standard_errors = np.maximum(values - lows, 0.0) / z
     return busiest(values, standard_errors**2, highs=np.maximum(highs, values))
 
@@ -428,7 +428,7 @@ def _t_quantile(variance: np.ndarray | float, terms: np.ndarray | float) -> np.n
     variance, terms = np.asarray(variance, dtype=float), np.asarray(terms, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         dof = np.where(terms > 0, variance**2 / np.where(terms > 0, terms, 1.0), np.inf)
-    return stats.t.ppf((1 + LEVEL) / 2, np.maximum(dof, 1.0))
+    return stdtrit(np.maximum(dof, 1.0), (1 + LEVEL) / 2)
 
 
 @dataclass
@@ -503,7 +503,7 @@ class Estimate:
         quantile would make the intervals too narrow."""
         with np.errstate(divide="ignore", invalid="ignore"):
             dof = np.where(self.variance_terms > 0, self.variance**2 / self.variance_terms, np.inf)
-        return stats.t.ppf(1 - tail, np.maximum(dof, 1.0)) * np.sqrt(self.variance)
+        return stdtrit(np.maximum(dof, 1.0), 1 - tail) * np.sqrt(self.variance)
 
     def intervals(self, hours_read: np.ndarray | None = None) -> DayIntervals:
         """The day's bytes and peak with their 95 % intervals (`day_intervals` on its hours)."""

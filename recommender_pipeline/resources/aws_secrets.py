@@ -2,9 +2,7 @@
 
 import json
 
-import boto3
 import dagster as dg
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import PrivateAttr
 
 from recommender_pipeline.errors import CredentialsError
@@ -26,6 +24,10 @@ class AwsSecretsResource(dg.ConfigurableResource):
         if not region or not name:
             raise CredentialsError(f"{variable}: each entry needs region_name and secret_name (got {sorted(path)})")
         if (region, name) not in self._cache:
+            # Imported here: boto3 takes half a second to import, and only this path needs it.
+            import boto3
+            from botocore.exceptions import BotoCoreError, ClientError
+
             client = boto3.client(
                 "secretsmanager",
                 region_name=region,

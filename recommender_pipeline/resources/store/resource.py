@@ -19,6 +19,7 @@ numpy dtypes, or pandas' nullable ones when the column holds a NULL (as DuckDB r
 """
 
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,6 +53,7 @@ from recommender_pipeline.resources.store.sessions import (
 )
 
 LOCK_WAIT_SECONDS = 60  # how long to wait for another process's hold on the DuckDB file
+STORE_LOG = logging.getLogger("recommender_pipeline.store")
 
 
 class MeasurementStoreResource(dg.ConfigurableResource):
@@ -102,10 +104,15 @@ class MeasurementStoreResource(dg.ConfigurableResource):
             raise StoreError(f"measurement store {self.location}: {_first_line(error)}; {self._hint(error)}") from None
 
     def _hint(self, error: Exception) -> str:
+        text = str(error).lower()
         if self.url:
             return "check MEASUREMENT_STORE_URL, and that the PostgreSQL server is up and reachable"
-        if "lock" in str(error).lower():
+        if "lock" in text:
             return f"another process kept the file locked for {LOCK_WAIT_SECONDS} s; retry when it is done"
+        if "no space left" in text or "disk is full" in text:
+            return f"the disk under {self.path.parent} is full: free space and run again (the stored rows are intact)"
+        if "read-only" in text or "permission denied" in text:
+            return f"{self.path.parent} is not writable by this process: make it writable or set MEASUREMENT_STORE_PATH"
         return "move the file aside (its rows are lost to this run) or set MEASUREMENT_STORE_PATH to another file"
 
     @contextlib.contextmanager
@@ -134,6 +141,7 @@ class MeasurementStoreResource(dg.ConfigurableResource):
     def _duckdb(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        said = False
         while True:
             try:
                 connection = duckdb.connect(str(self.path))
@@ -141,6 +149,12 @@ class MeasurementStoreResource(dg.ConfigurableResource):
             except duckdb.IOException as error:  # another process holds the write lock
                 if "lock" not in str(error).lower() or time.monotonic() > deadline:
                     raise
+                if not said:  # a wait says what it waits for, at once
+                    STORE_LOG.warning(
+                        f"measurement store {self.path} is locked by another process: waiting for it, "
+                        f"up to {LOCK_WAIT_SECONDS} s"
+                    )
+                    said = True
                 time.sleep(random.uniform(0.1, 0.5))
         try:
             yield connection
