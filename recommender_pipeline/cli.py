@@ -25,6 +25,7 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
+from recommender_pipeline import command_console as console
 from recommender_pipeline import definitions, orphans
 from recommender_pipeline.command_instance import command_tags, open_instance
 from recommender_pipeline.digest import digest
@@ -37,16 +38,15 @@ from recommender_pipeline.jobs import (
     day_range_tags,
     measurement_run_config,
 )
-from recommender_pipeline.kafka_credentials import Provisioning, provisioned_credentials
 from recommender_pipeline.measuring.days import utc_today, window_days
 from recommender_pipeline.partitions import HISTORY_DAYS, history_start, split_topic_key, topics_partitions
 from recommender_pipeline.progress import MeasurementProgress
 from recommender_pipeline.resources import build_resources
+from recommender_pipeline.resources.kafka_credentials import Provisioning, provisioned_credentials
 from recommender_pipeline.settings import Settings, load_settings, unknown_variable_warnings
 from recommender_pipeline.stop_signals import StopSignals
 
 # Progress (per-topic lines, counts) without Dagster's per-event debug lines.
-QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 INTERRUPT_EVENT_TYPES = {
     dg.DagsterEventType.RUN_FAILURE,
     dg.DagsterEventType.STEP_FAILURE,
@@ -167,7 +167,7 @@ def _run(
             dg.reconstructable(factory),
             instance=instance,
             raise_on_error=False,
-            run_config={**(run_config or {}), **QUIET_CONSOLE},
+            run_config={**(run_config or {}), **console.RUN_CONFIG},
             tags={**kwargs.pop("tags", {}), **command_tags()},
             **kwargs,
         ) as result:

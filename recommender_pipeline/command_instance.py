@@ -60,7 +60,7 @@ def open_instance(log=print) -> Iterator[dg.DagsterInstance]:
             # Touch every storage while holding the lock: SQLite storages create their tables and
             # stamp their schema version on first use.
             instance.get_runs(limit=1)
-            instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.RUN_SUCCESS), limit=1)
+            instance.fetch_materializations(dg.AssetKey("topic_measurements"), limit=1)
             instance.all_instigator_state()
     except Timeout:
         raise InstanceError(

@@ -15,6 +15,7 @@ from recommender_pipeline.assets import (
     reports,
 )
 from recommender_pipeline.checks import ALL_CHECKS
+from recommender_pipeline.command_console import one_line_console
 from recommender_pipeline.jobs import inventory_job, measurement_job, recommendation_job
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.sensors import ALL_SCHEDULES, ALL_SENSORS
@@ -29,6 +30,8 @@ defs = dg.Definitions(
     sensors=ALL_SENSORS,
     resources=build_resources(os.environ.get("RECOMMENDER_ENV_FILE", ".env")),
     executor=dg.multi_or_in_process_executor,
+    # Runs that do not name a logger (the UI's, the schedule's) keep Dagster's console.
+    loggers={"one_line_console": one_line_console},
 )
 
 

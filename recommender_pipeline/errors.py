@@ -42,3 +42,8 @@ class InvalidAnswerError(ConfluentApiError):
 
     def __init__(self, message: str):
         super().__init__(message, status=200)
+
+
+class ClusterUnreachableError(RecommenderError):
+    """A Kafka cluster did not answer: wrong credentials, TLS or name resolution (said at once, with
+    the client library's reason), or no answer within the metadata timeout."""

@@ -3,6 +3,7 @@ once on a new DAGSTER_HOME, and `kill -9` in the middle of measuring."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from recommender_pipeline.command_instance import COMMAND_TAG
 from recommender_pipeline.measuring.days import day_start_ms, utc_today
@@ -124,3 +126,96 @@ def test_a_command_killed_mid_measure_leaves_no_process_and_its_run_is_failed_by
     assert "marked 1 run(s) failed: the command that ran them died" in after.stderr
     with _home(tmp_path) as instance:
         assert instance.get_run_by_id(started[0].run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_wrong_credentials_tls_and_dns_are_said_at_once_with_the_clients_reason(
+    kafka_bootstrap, sasl_bootstrap, tmp_path
+):
+    """A wrong SASL password, SASL against a PLAINTEXT listener, TLS against it and a name that does
+    not resolve: each cluster's own line, with librdkafka's reason, within seconds, no secret."""
+    secret = "not-the-password-4f1c"
+    bad = {"sasl.username": "nobody", "sasl.password": secret, "sasl.mechanism": "SCRAM-SHA-256"}
+    clusters = [
+        {
+            "kafka_cluster_id": "wrongpass",
+            "bootstrap.servers": sasl_bootstrap,
+            "security.protocol": "SASL_PLAINTEXT",
+            **bad,
+        },
+        {
+            "kafka_cluster_id": "saslplain",
+            "bootstrap.servers": kafka_bootstrap,
+            "security.protocol": "SASL_PLAINTEXT",
+            **bad,
+        },
+        {"kafka_cluster_id": "tlsplain", "bootstrap.servers": kafka_bootstrap, "security.protocol": "SSL"},
+        {"kafka_cluster_id": "nowhere", "bootstrap.servers": "no-such-host.invalid:9092"},
+    ]
+    env = command_env(kafka_bootstrap, tmp_path, KAFKA_CREDENTIALS=json.dumps(clusters), SAMPLING_DAYS="1")
+    started = time.monotonic()
+    result = subprocess.run(COMMAND, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - started
+    assert result.returncode == 1
+    assert secret not in result.stdout + result.stderr
+    lines = result.stdout + result.stderr
+    assert "cluster wrongpass: sasl_plaintext://" in lines and "invalid credentials" in lines
+    assert "cluster saslplain: sasl_plaintext://" in lines and "handshake failed" in lines
+    assert "cluster tlsplain: ssl://" in lines and "SSL handshake failed" in lines
+    assert "cluster nowhere: no-such-host.invalid:9092/bootstrap: Failed to resolve" in lines
+    assert took < 40, f"the command took {took:.0f}s"  # about 1 s per cluster, not 38-41 s
+
+
+def test_waiting_for_a_locked_store_says_so_at_once_and_sigterm_ends_it_with_130(kafka_bootstrap, tmp_path):
+    store = tmp_path / "measurements.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(store)!r}); print('held', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        env = command_env(kafka_bootstrap, tmp_path, MEASUREMENT_STORE_PATH=str(store))
+        command = subprocess.Popen(
+            COMMAND, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert command.stderr is not None
+        started = time.monotonic()
+        first = command.stderr.readline()
+        assert f"measurement store {store} is locked by another process: waiting for it" in first
+        assert time.monotonic() - started < 20  # at once: the settings and the first open, not the 60 s wait
+        command.send_signal(signal.SIGTERM)
+        _, rest = command.communicate(timeout=30)
+        assert command.returncode == 130
+        assert "interrupted:" in rest and "Traceback" not in rest
+    finally:
+        holder.kill()
+
+
+def test_a_full_reports_folder_is_one_line_of_its_cause_and_leaves_no_part_of_a_report_set(
+    kafka_bootstrap, prefix, tmp_path
+):
+    """REPORTS_DIR on a 16 KiB filesystem: the HTML report does not fit. The command ends with one
+    line naming the folder, the file and the cause, prints no traceback, and keeps no CSV of the set."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(reports)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a small tmpfs here (not root)")
+    try:
+        for index in range(3):
+            create_topic(kafka_bootstrap, f"{prefix}.t{index}", 1)
+        env = command_env(kafka_bootstrap, tmp_path, TOPIC_FILTER=prefix, SAMPLING_DAYS="1")
+        result = subprocess.run(COMMAND, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("FAILED: recommendation_job (") and "step reports: REPORTS_DIR" in last
+        assert "No space left on device writing" in last and "nothing of this report set was kept" in last
+        assert list(reports.glob("*-report.csv")) == [] and list(reports.glob(".*.tmp")) == []
+    finally:
+        subprocess.run(["umount", str(reports)], check=False)

@@ -543,7 +543,7 @@ def test_keys_are_deleted_when_the_command_is_terminated_or_the_interpreter_exit
     server.key_propagation_seconds = 0
     script = (
         "import sys\n"
-        "from recommender_pipeline.kafka_credentials import provisioned_credentials\n"
+        "from recommender_pipeline.resources.kafka_credentials import provisioned_credentials\n"
         "from recommender_pipeline.resources import build_resources\n"
         "from recommender_pipeline.settings import load_settings\n"
         "resources = build_resources('no.env')\n"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from recommender_pipeline.errors import ConfigurationError
 from recommender_pipeline.resources import build_resources
-from recommender_pipeline.resources.kafka import CLIENT_LOG
+from recommender_pipeline.resources.kafka_clients import CLIENT_LOG
 from recommender_pipeline.settings import (
     MIB,
     SECRET_VARIABLES,
@@ -172,7 +172,7 @@ def test_other_programs_variables_are_never_warned_about():
 
 def test_the_names_read_outside_the_settings_are_known():
     from recommender_pipeline.executors import EXECUTOR_CONFIG_VARIABLE, EXECUTOR_VARIABLE
-    from recommender_pipeline.kafka_credentials import PROVISIONED_VARIABLE
+    from recommender_pipeline.resources.kafka_credentials import PROVISIONED_VARIABLE
 
     names = {EXECUTOR_VARIABLE, EXECUTOR_CONFIG_VARIABLE, PROVISIONED_VARIABLE, "DAGSTER_HOME", "RECOMMENDER_ENV_FILE"}
     assert names | set(CONFIG_VARIABLES) <= known_variables()

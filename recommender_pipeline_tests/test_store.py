@@ -28,7 +28,7 @@ from pandas.testing import assert_frame_equal
 from sqlalchemy.pool import NullPool
 
 from recommender_pipeline.errors import ConfigurationError
-from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
+from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource, build_resources
 from recommender_pipeline.resources.store import INVENTORY_COLUMNS, MEASUREMENT_COLUMNS, sessions
 from recommender_pipeline.settings import load_settings
 from recommender_pipeline_testing.known_truth import DayTruth, records_in_hour
@@ -562,3 +562,22 @@ def test_postgresql_writers_of_disjoint_keys_do_not_wait_for_each_other(tmp_path
     # Each holds its transaction for at least 1 s; had one waited for the other, the two would take 2 s.
     assert max(end1, end2) - min(start1, start2) < 1.8
     assert min(end1, end2) > max(start1, start2)  # they overlapped
+
+
+@pytest.mark.parametrize(
+    ("failure", "advice"),
+    [
+        (
+            "IO Error: Could not write file: No space left on device",
+            "is full: free space and run again (the stored rows are intact)",
+        ),
+        ("IO Error: Cannot open file: Read-only file system", "is not writable by this process"),
+        ("IO Error: Could not set lock on file: Conflicting lock is held", "kept the file locked for 60 s"),
+    ],
+)
+def test_store_failures_get_the_advice_that_fits_them(configure, tmp_path, failure, advice):
+    configure(MEASUREMENT_STORE_PATH=str(tmp_path / "m.duckdb"))
+    store = build_resources(str(tmp_path / "absent.env"))["store"]
+    hint = store._hint(duckdb.IOException(failure))
+    assert advice in hint
+    assert "lost" not in hint or "lock" in failure  # a full disk loses no row: never advise moving the file

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 from confluent_kafka import KafkaException
 
-from recommender_pipeline.errors import RecommenderError
+from recommender_pipeline.errors import ClusterUnreachableError, RecommenderError
 from recommender_pipeline.partitions import topic_key, topics_partitions
 from recommender_pipeline.resources import ConfluentCloudResource, KafkaResource, SettingsResource
 from recommender_pipeline.resources.store import INVENTORY_COLUMNS
@@ -42,6 +42,10 @@ def cluster_inventory(
     for cluster_id in credentials["cluster_id"]:
         try:
             cluster_rows, cluster_excluded = list_cluster_topics(kafka.admin(cluster_id), cluster_id, settings)
+        except ClusterUnreachableError as error:  # credentials, TLS, DNS: said at once, with the reason
+            failed[cluster_id] = str(error)
+            context.log.error(failed[cluster_id])
+            continue
         except KafkaException as error:
             failed[cluster_id] = error.args[0].str()
             context.log.error(f"cluster {cluster_id} unreachable: {failed[cluster_id]}")

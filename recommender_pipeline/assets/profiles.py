@@ -9,6 +9,7 @@ import pandas as pd
 from confluent_kafka import KafkaException
 
 from recommender_pipeline.consumers import consumer_groups_by_topic
+from recommender_pipeline.errors import ClusterUnreachableError
 from recommender_pipeline.keys import sample_keys
 from recommender_pipeline.measuring.days import day_end_ms
 from recommender_pipeline.partitions import daily_partitions
@@ -55,8 +56,8 @@ def topic_profiles(
         base = {"date": day.isoformat(), "cluster_id": cluster_id, "profiled_at": profiled_at}
         try:
             groups = consumer_groups_by_topic(kafka.admin(str(cluster_id)), partitions)
-        except KafkaException as error:
-            failed[str(cluster_id)] = error.args[0].str()
+        except (KafkaException, ClusterUnreachableError) as error:
+            failed[str(cluster_id)] = error.args[0].str() if isinstance(error, KafkaException) else str(error)
             context.log.error(f"cluster {cluster_id}: consumer groups unavailable: {failed[str(cluster_id)]}")
             groups = {}
         consumer = kafka.consumer(str(cluster_id), {"isolation.level": "read_uncommitted"})

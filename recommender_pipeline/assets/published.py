@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from recommender_pipeline.errors import ClusterUnreachableError
 from recommender_pipeline.kafka_writer import ResultsTopicError, retention_ms, write_cluster_results
 from recommender_pipeline.partitions import daily_partitions
 from recommender_pipeline.resources import KafkaResource, SettingsResource
@@ -37,7 +38,7 @@ def published_recommendations(
                 context.partition_key,
                 settings,
             )
-        except ResultsTopicError as error:
+        except (ResultsTopicError, ClusterUnreachableError) as error:
             context.log.error(str(error))
             failures.append(str(error))
             rows.append({"cluster_id": cluster_id, "topic": settings.kafka_writer_topic_name, "error": str(error)})

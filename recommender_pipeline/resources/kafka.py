@@ -1,7 +1,5 @@
 """Kafka clients (confluent-kafka) for every configured cluster."""
 
-import logging
-import re
 import uuid
 
 import dagster as dg
@@ -11,38 +9,10 @@ from pydantic import PrivateAttr
 
 from recommender_pipeline.connections import ClusterConnection
 from recommender_pipeline.errors import ConfigurationError
-from recommender_pipeline.kafka_credentials import kafka_connections
 from recommender_pipeline.resources.aws_secrets import AwsSecretsResource
+from recommender_pipeline.resources.kafka_clients import COMMON, ClientErrors, admin_client, reached
+from recommender_pipeline.resources.kafka_credentials import kafka_connections
 from recommender_pipeline.resources.settings import SettingsResource
-
-
-class FirstOfEachMessage(logging.Filter):
-    """librdkafka repeats a failure every few milliseconds while it retries (580 identical lines
-    in 30 s against a stopped broker): let each distinct line through once per process, digits
-    (times, counts) aside, so the one useful line is not buried."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = re.sub(r"\d+", "#", f"{record.name}:{record.getMessage()}")
-        if key in self.seen:
-            return False
-        self.seen.add(key)
-        return True
-
-
-# The clients' own log lines go through Python logging (to stderr at warning level, each once).
-CLIENT_LOG = logging.getLogger("recommender_pipeline.kafka_client")
-CLIENT_LOG.addFilter(FirstOfEachMessage())
-# Quiet, bounded clients: librdkafka logs at warning level and gives up on a dead cluster.
-COMMON = {
-    "log_level": 4,
-    "logger": CLIENT_LOG,
-    "socket.connection.setup.timeout.ms": 10_000,
-    "enable.metrics.push": False,
-}
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -73,7 +43,12 @@ class KafkaResource(dg.ConfigurableResource):
             ) from None
 
     def admin(self, cluster_id: str) -> AdminClient:
-        return AdminClient({**self.connection(cluster_id).properties, **COMMON})
+        """An AdminClient of a cluster that answered: a cluster it cannot reach raises
+        `ClusterUnreachableError`, at once for credentials, TLS or DNS (`reached`)."""
+        errors = ClientErrors()
+        client = admin_client(self.connection(cluster_id).properties, errors)
+        reached(client, errors, cluster_id)
+        return client
 
     def consumer(self, cluster_id: str, overrides: dict | None = None) -> Consumer:
         """A consumer that only reads assigned ranges: it never joins a group or commits."""

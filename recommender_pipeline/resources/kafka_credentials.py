@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.connections import ClusterConnection, connection_from_entry
 from recommender_pipeline.errors import ConfluentApiError, CredentialsError
+from recommender_pipeline.resources.kafka_clients import admin_client
 from recommender_pipeline.settings import Settings
 
 PROVISIONED_VARIABLE = "RECOMMENDER_PROVISIONED_CREDENTIALS"
@@ -82,7 +82,7 @@ def wait_until_usable(properties: dict[str, str], timeout_seconds: float, probe_
     started = time.monotonic()
     delay, successes = 0.5, 0
     while True:
-        admin = AdminClient({**properties, "log_level": 0, "socket.connection.setup.timeout.ms": 5000})
+        admin = admin_client({**properties, "socket.connection.setup.timeout.ms": 5000})
         try:
             admin.list_topics(timeout=min(probe_timeout, timeout_seconds))
             successes += 1
