@@ -954,9 +954,7 @@ def profile_large(run: Run) -> dict:
 
 def run_command(run: Run, topic_filter: str, workdir: Path) -> dict:
     """`recommender-pipeline --day <yesterday>` in its own process, instance, store and reports dir."""
-    home = workdir / "dagster_home"
-    home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = workdir / "dagster_home"  # created by the command, as a new user's is
     store = workdir / "measurements.duckdb"
     env = {
         **os.environ,

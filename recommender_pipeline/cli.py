@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -27,6 +28,7 @@ import pandas as pd
 
 from recommender_pipeline import command_console as console
 from recommender_pipeline import definitions, orphans
+from recommender_pipeline.assets.measurements import UNKNOWN_RECORDS_PER_PARTITION
 from recommender_pipeline.command_instance import command_tags, open_instance
 from recommender_pipeline.digest import digest
 from recommender_pipeline.errors import ConfigurationError, RecommenderError, StoreError
@@ -194,20 +196,22 @@ def _run(
     if key_range is None:
         return outcome
     clusters = len(connections)
-    run_config = (
-        IN_PROCESS_RUN_CONFIG
-        if in_process
-        else measurement_run_config(min(clusters, settings.max_cluster_workers) * settings.max_workers_per_cluster)
+    multiprocess = measurement_run_config(
+        min(clusters, settings.max_cluster_workers) * settings.max_workers_per_cluster
     )
     # Every recommended day needs its whole window: measure back SAMPLING_DAYS - 1 more days.
     tags = {FORCE_TAG: FORCE_VALUE} if force else {}
     store = resources["store"]
+    inventory = store.read_inventory()
     for day in store.days_to_capture(end_day, settings.sampling_days + backfill_days - 1, force):
-        totals = _topic_days_to_capture(store, day, force) if progress else {}
-        with MeasurementProgress(instance, day.isoformat(), totals, emit=progress) as watch:
+        pending = _pending(store, inventory, day, force)
+        totals = {cluster_id: len(reads) for cluster_id, reads in pending.items()}
+        # A day one chunk reads runs in this process: step processes cost more than they save.
+        small = _records_to_read(store, inventory, day, pending) <= settings.records_per_chunk
+        with MeasurementProgress(instance, day.isoformat(), totals if progress else {}, emit=progress) as watch:
             execute(
                 definitions.get_measurement_job,
-                run_config=run_config,
+                run_config=IN_PROCESS_RUN_CONFIG if in_process or small else multiprocess,
                 tags={**day_range_tags(day.isoformat(), key_range, set(connections)), **tags, **watch.tags},
             )
         outcome.measured_days.append(day.isoformat())
@@ -239,11 +243,21 @@ def _cause(result: dg.ExecuteJobResult) -> str:
     return "see the Dagster UI or `dagster run list`"
 
 
-def _topic_days_to_capture(store, day: date, force: bool) -> dict[str, int]:
-    """Per cluster, how many topic-days of `day` the measurement run will capture."""
-    inventory = store.read_inventory()
+def _pending(store, inventory: pd.DataFrame, day: date, force: bool) -> dict[str, dict[str, int]]:
+    """Per cluster, the topics of `day` the measurement run will capture (and where each starts)."""
     topics = {cluster_id: list(names) for cluster_id, names in inventory.groupby("cluster_id")["topic"]}
-    return {cluster_id: len(reads) for cluster_id, reads in store.pending_reads(day, topics, force).items()}
+    return store.pending_reads(day, topics, force)
+
+
+def _records_to_read(store, inventory: pd.DataFrame, day: date, pending: dict[str, dict[str, int]]) -> float:
+    """About how many records measuring the pending topics of `day` reads: each topic's latest
+    measured day's, or a small topic's for one never measured (`assets.measurements.plan_chunks`)."""
+    recent = store.recent_reads(day.isoformat())
+    partitions = {f"{row.cluster_id}/{row.topic}": int(row.partitions) for row in inventory.itertuples()}
+    return sum(
+        recent.get(key) or partitions.get(key, 1) * UNKNOWN_RECORDS_PER_PARTITION
+        for key in (f"{cluster_id}/{topic}" for cluster_id, reads in pending.items() for topic in reads)
+    )
 
 
 def _terminal_table(detail_path: str) -> str:
@@ -288,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="also print every topic's line (the full table)")
     args = parser.parse_args(argv)
     orphans.mark_as_the_command()  # before any step process: they end when this process does
+    # One "planned" event per run rather than one per topic-day: the command creates runs of
+    # thousands of topic-days (README, "Scaling out": what the Partitions tab shows instead).
+    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
     with StopSignals() as stop_signals:
         try:
             return _main(args, stop_signals)

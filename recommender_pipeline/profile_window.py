@@ -11,6 +11,7 @@ there.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -38,11 +39,12 @@ def _groups(row) -> dict[str, dict]:
     return {g["group_id"]: g for g in json.loads(text)} if isinstance(text, str) and text else {}
 
 
-def profile_facts(profiles: pd.DataFrame, partitions: int) -> ProfileFacts:
-    """`profiles`: this topic's profile rows of the window, any order."""
-    if profiles.empty:
+def profile_facts(profiles: pd.DataFrame | Sequence[tuple], partitions: int) -> ProfileFacts:
+    """`profiles`: this topic's profile rows of the window (a frame or its named tuples), any order."""
+    rows = list(profiles.itertuples(index=False)) if isinstance(profiles, pd.DataFrame) else list(profiles)
+    if not rows:
         return ProfileFacts()
-    ordered = list(profiles.sort_values("date").itertuples())
+    ordered = sorted(rows, key=lambda row: str(row.date))
     latest = ordered[-1]
     groups = _groups(latest)
     previous = _groups(ordered[-2]) if len(ordered) > 1 else {}

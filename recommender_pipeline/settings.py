@@ -66,6 +66,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "KAFKA_RETRY_TIMEOUT_SECONDS": "a number of seconds, 0 or more, e.g. 60",
     "MAX_CLUSTER_WORKERS": "a whole number, 1 or more",
     "MAX_WORKERS_PER_CLUSTER": "a whole number, 1 or more",
+    "RECORDS_PER_CHUNK": "a whole number of records, 1 or more, e.g. 2000000",
     "RECOMMENDATION_MODEL": "one of: capacity, seed",
     "OVER_PROVISIONED_RATIO": "a number greater than 1, e.g. 2",
     "HOT_PARTITION_SKEW": "a number greater than 1, e.g. 2",
@@ -208,6 +209,8 @@ class Settings(BaseSettings):
     # Concurrency and outputs.
     max_cluster_workers: int = Field(4, ge=1, alias="MAX_CLUSTER_WORKERS")
     max_workers_per_cluster: int = Field(8, ge=1, alias="MAX_WORKERS_PER_CLUSTER")
+    # The records one chunk (a step process, a Celery task) reads before another pays off.
+    records_per_chunk: int = Field(2_000_000, ge=1, alias="RECORDS_PER_CHUNK")
     reports_dir: Path = Field(Path("reports"), alias="REPORTS_DIR")
     measurement_store_path: Path = Field(Path(".local/measurements.duckdb"), alias="MEASUREMENT_STORE_PATH")
     # Empty: the DuckDB file above. A PostgreSQL URL carries a password: never shown (repr, errors).

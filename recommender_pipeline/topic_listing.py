@@ -37,14 +37,26 @@ def matches_topic_filter(topic: str, topic_filter: list[str]) -> bool:
     return not topic_filter or any(entry.lower() in topic.lower() for entry in topic_filter)
 
 
+def _kept_by_name(name: str, settings: Settings) -> bool:
+    """The filters a name alone decides: `TOPIC_FILTER`, internal names, the results topic."""
+    if is_internal(name, False) and not settings.include_internal_topics:
+        return False
+    if settings.use_kafka_writer and name == settings.kafka_writer_topic_name:  # our own output, not traffic
+        return False
+    return matches_topic_filter(name, settings.topic_filter)
+
+
 def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings) -> tuple[list[dict], int]:
     """The cluster's topics that pass the filters, and how many were filtered out. Each row also
     carries the cluster's broker count and its partitions and replicas over every topic, filtered
     out or not, for the partition cap."""
     metadata = admin.list_topics(timeout=TIMEOUT_SECONDS)
-    names = sorted(metadata.topics, key=str.lower)
+    # The filters by name first: a cluster of thousands of topics is described only for the ones
+    # kept (the broker's own internal flag, which needs a description, is checked after).
+    names = sorted((name for name in metadata.topics if _kept_by_name(name, settings)), key=str.lower)
+    excluded = len(metadata.topics) - len(names)
     if not names:
-        return [], 0
+        return [], excluded
     descriptions = admin.describe_topics(TopicCollection(names), request_timeout=TIMEOUT_SECONDS)
     resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
     configs = admin.describe_configs(resources, request_timeout=TIMEOUT_SECONDS)
@@ -53,17 +65,14 @@ def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings)
     for topic in metadata.topics.values():
         cluster["cluster_partitions"] += len(topic.partitions)
         cluster["cluster_replicas"] += sum(len(p.replicas) for p in topic.partitions.values())
-    rows, excluded = [], 0
+    rows = []
     for name, resource in zip(names, resources, strict=True):
         try:
             description = descriptions[name].result()
         except KafkaException:  # deleted while we looked
             continue
         internal = is_internal(name, description.is_internal)
-        if (internal and not settings.include_internal_topics) or not matches_topic_filter(name, settings.topic_filter):
-            excluded += 1
-            continue
-        if settings.use_kafka_writer and name == settings.kafka_writer_topic_name:  # our own output, not traffic
+        if internal and not settings.include_internal_topics:
             excluded += 1
             continue
         try:

@@ -12,6 +12,7 @@ as zero.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -88,11 +89,20 @@ class WindowTotals:
         return self.bytes / self.records if self.records else 0.0
 
 
-def days_of(inventory_row, measurements: pd.DataFrame, end_day: date, settings: Settings) -> WindowDays:
+Rows = Sequence[tuple]  # a topic's stored days as named tuples (`rows_of`): attribute access, no pandas per row
+
+
+def rows_of(frame: pd.DataFrame | Rows) -> list:
+    """A frame's rows as named tuples, once: iterating a small frame per topic (pandas' `itertuples`
+    extracts every column each time) cost 25 ms a topic, most of a 2,000-topic day's recommendations."""
+    return list(frame.itertuples(index=False)) if isinstance(frame, pd.DataFrame) else list(frame)
+
+
+def days_of(inventory_row, measurements: Rows, end_day: date, settings: Settings) -> WindowDays:
     """The `SAMPLING_DAYS` days ending on `end_day`, capped by the topic's retention."""
     retention = None if pd.isna(inventory_row.retention_ms) else int(inventory_row.retention_ms)
     days = [d.isoformat() for d in window_days(end_day, window_length_days(settings.sampling_days, retention))]
-    by_day = {row.date: row for row in measurements.itertuples() if row.date in days}
+    by_day = {row.date: row for row in measurements if row.date in days}
     status = {d: by_day[d].status for d in days if d in by_day}
     not_measurable = [d for d in days if status.get(d) == "not_measurable"]
     return WindowDays(
@@ -248,13 +258,14 @@ def capacity_columns(capacities: Capacities, settings: Settings) -> dict:
 
 def topic_window(
     inventory_row: pd.Series,
-    measurements: pd.DataFrame,
+    measurements: pd.DataFrame | Rows,
     end_day: date,
     settings: Settings,
-    profiles: pd.DataFrame | None = None,
+    profiles: pd.DataFrame | Rows | None = None,
 ) -> dict:
-    """One topic's window measurements and recommendation; `measurements` and `profiles` hold
-    only its rows."""
+    """One topic's window measurements and recommendation; `measurements` (a frame, or its rows
+    from `rows_of`) and `profiles` hold only its rows."""
+    measurements = rows_of(measurements)
     window = days_of(inventory_row, measurements, end_day, settings)
     totals = totals_of(window)
     current = int(inventory_row.partitions)
@@ -324,7 +335,7 @@ def _unrated(reasons: list[str]) -> dict:
 def _recommended(
     row: dict,
     inventory_row,
-    measurements: pd.DataFrame,
+    measurements: Rows,
     end_day: date,
     settings: Settings,
     facts: ProfileFacts,
@@ -447,7 +458,7 @@ def _hot_key(row: dict, shape: PartitionShape, settings: Settings, capacities: C
 
 
 def _forecast(
-    measurements: pd.DataFrame,
+    measurements: Rows,
     end_day: date,
     peak: float,
     demand: Demand,
@@ -460,7 +471,7 @@ def _forecast(
     first = (end_day - timedelta(days=HISTORY_FOR_TREND_DAYS - 1)).isoformat()
     daily = {
         date.fromisoformat(row.date): float(row.peak_ingress_bytes_per_sec)
-        for row in measurements.itertuples()
+        for row in measurements
         if first <= row.date <= end_day.isoformat() and row.status == "measured"
     }
     capacity_model = settings.recommendation_model is not RecommendationModel.SEED
@@ -515,10 +526,14 @@ def build_recommendations(
     profiles: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per inventoried topic for the window that ends on `end_day`."""
-    grouped = {key: frame for key, frame in measurements.groupby(["cluster_id", "topic"])}
-    empty = measurements.iloc[0:0]
-    by_topic = {} if profiles is None else {key: frame for key, frame in profiles.groupby(["cluster_id", "topic"])}
-    no_profile = None if profiles is None else profiles.iloc[0:0]
+    grouped: dict[tuple, list] = {}
+    for row in rows_of(measurements):
+        grouped.setdefault((row.cluster_id, row.topic), []).append(row)
+    empty: list = []
+    by_topic: dict[tuple, list] = {}
+    for row in rows_of(profiles) if profiles is not None else ():
+        by_topic.setdefault((row.cluster_id, row.topic), []).append(row)
+    no_profile = None if profiles is None else []
     rows = [
         topic_window(
             row,

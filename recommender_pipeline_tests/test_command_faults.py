@@ -98,6 +98,7 @@ def test_a_command_killed_mid_measure_leaves_no_process_and_its_run_is_failed_by
         SAMPLING_DAYS="2",
         SAMPLING_BATCH_SIZE="",
         MAX_WORKERS_PER_CLUSTER="2",
+        RECORDS_PER_CHUNK="1",  # step processes, even for this small day: they are what must end
     )
     command = subprocess.Popen(COMMAND, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert command.stdout is not None

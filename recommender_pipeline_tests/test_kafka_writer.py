@@ -18,6 +18,7 @@ from recommender_pipeline import kafka_writer
 from recommender_pipeline.assets.published import published_recommendations
 from recommender_pipeline.errors import ConfigurationError
 from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.resources import kafka_clients
 from recommender_pipeline.topic_listing import list_cluster_topics
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import CLUSTER_ID, REPO, free_port
@@ -174,6 +175,7 @@ def test_disabled_writer_writes_nothing_and_says_so(prefix, kafka_bootstrap, con
 
 def test_a_cluster_that_fails_does_not_stop_the_others(prefix, kafka_bootstrap, configure, pipeline, monkeypatch):
     monkeypatch.setattr(kafka_writer, "ADMIN_TIMEOUT_SECONDS", 5)
+    monkeypatch.setattr(kafka_clients, "PROBE_SECONDS", 5)
     results = f"{prefix}_results"
     configure(
         KAFKA_CREDENTIALS=json.dumps(
@@ -197,7 +199,7 @@ def test_a_cluster_that_fails_does_not_stop_the_others(prefix, kafka_bootstrap, 
     context = dg.build_asset_context(partition_key=utc_today().isoformat())
     with pytest.raises(dg.Failure) as failure:
         published_recommendations(context, frame, resources["config"], resources["kafka"])
-    assert failure.value.description.startswith(f"cluster down, results topic {results}: ")
+    assert failure.value.description.startswith(f"cluster down, results topic {results}: unreachable: no answer")
     assert failure.value.metadata["records"].value == 2
     records = dict(read_all(kafka_bootstrap, results))
     assert records == {

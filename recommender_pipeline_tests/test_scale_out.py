@@ -37,11 +37,12 @@ pytestmark = pytest.mark.integration
 
 TOPICS = 40
 DAY = datetime.now(UTC).date() - timedelta(days=1)
-TIMING_COLUMNS = ["measured_at", "duration_seconds"]  # when and how fast, not what was measured
+TIMING_COLUMNS = ["measured_at", "stored_at", "duration_seconds"]  # when and how fast, not what was measured
 # The same settings for both tiers (the fixture adds the topics' prefix as TOPIC_FILTER).
 SETTINGS = {
     "SAMPLING_DAYS": "1",
     "MAX_WORKERS_PER_CLUSTER": "4",
+    "RECORDS_PER_CHUNK": "1",  # small topics, but the chunks are what the workers share
     "SAMPLING_TIMEOUT_SECONDS": "1",
     "SAMPLING_MAX_CONSECUTIVE_NULLS": "20",
 }

@@ -31,7 +31,8 @@ from recommender_pipeline_testing.pipeline import REPO
 from recommender_pipeline_testing.workloads import create_topic, produce
 
 
-def test_the_instance_template_loads_with_run_and_pool_limits(tmp_path):
+def test_the_instance_template_loads_with_run_and_pool_limits(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     (tmp_path / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
     concurrency = dg.DagsterInstance.from_config(str(tmp_path)).get_concurrency_config()
     assert concurrency.run_queue_config.max_concurrent_runs == 4

@@ -29,6 +29,7 @@ def published_recommendations(
     rows, failures = [], []
     for cluster_id, recommendations in topic_recommendations.groupby("cluster_id", sort=True):
         cluster_id = str(cluster_id)
+        topic = settings.kafka_writer_topic_name
         try:
             published = write_cluster_results(
                 kafka.admin(cluster_id),
@@ -39,9 +40,12 @@ def published_recommendations(
                 settings,
             )
         except (ResultsTopicError, ClusterUnreachableError) as error:
-            context.log.error(str(error))
-            failures.append(str(error))
-            rows.append({"cluster_id": cluster_id, "topic": settings.kafka_writer_topic_name, "error": str(error)})
+            # Both name the cluster; the results topic is named once, before the reason.
+            reason = str(error).removeprefix(f"cluster {cluster_id}, results topic {topic}: ")
+            failure = f"cluster {cluster_id}, results topic {topic}: {reason.removeprefix(f'cluster {cluster_id} ')}"
+            context.log.error(failure)
+            failures.append(failure)
+            rows.append({"cluster_id": cluster_id, "topic": topic, "error": failure})
             continue
         created = " (created)" if published.created else ""
         context.log.info(f"cluster {cluster_id}: {published.records} record(s) to {published.topic}{created}")

@@ -73,10 +73,11 @@ def admin_client(properties: dict, errors: ClientErrors | None = None) -> AdminC
     return AdminClient({**properties, **COMMON, **({"error_cb": errors} if errors is not None else {})})
 
 
-def reached(admin: AdminClient, errors: ClientErrors, cluster_id: str, timeout_seconds: float = PROBE_SECONDS) -> None:
+def reached(admin: AdminClient, errors: ClientErrors, cluster_id: str, timeout_seconds: float | None = None) -> None:
     """Returns once the cluster answers a metadata request. Wrong credentials, SASL or TLS against
     the wrong listener and a name that does not resolve raise at once with the client's reason
     (never a secret: librdkafka's messages carry none); silence raises after `timeout_seconds`."""
+    timeout_seconds = PROBE_SECONDS if timeout_seconds is None else timeout_seconds
     deadline = time.monotonic() + timeout_seconds
     while True:
         try:

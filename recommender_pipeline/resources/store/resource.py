@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -209,6 +209,21 @@ class MeasurementStoreResource(dg.ConfigurableResource):
         topics = {cluster_id: list(names) for cluster_id, names in inventory.groupby("cluster_id")["topic"]}
         days = window_days(end_day, days_back)
         return [day for day in days if any(self.pending_reads(day, topics, force).values())]
+
+    def recent_reads(self, before: str | None, days: int = 7) -> dict[str, int]:
+        """Per topic key (`cluster/topic`), the records its latest measured day within `days` days
+        before `before` read: what measuring it costs, for planning chunks by their work."""
+        if before is None:
+            return {}
+        last = date.fromisoformat(str(before)[:10])
+        with self._transaction() as session:
+            _, rows = session.query(
+                'SELECT cluster_id, topic, sampled_records FROM measurements WHERE "date" BETWEEN '
+                "CAST(:first_day AS DATE) AND CAST(:last_day AS DATE) AND status IN ('measured', 'empty') "
+                'ORDER BY "date"',
+                {"first_day": str(last - timedelta(days=days)), "last_day": str(last)},
+            )
+        return {f"{cluster_id}/{topic}": int(records or 0) for cluster_id, topic, records in rows}
 
     def last_stored(self, first_day: str, last_day: str) -> dict[str, str]:
         """Per day from `first_day` to `last_day` (ISO dates), when a row of it was last stored."""
