@@ -954,6 +954,7 @@ def profile_large(run: Run) -> dict:
 
 def run_command(run: Run, topic_filter: str, workdir: Path) -> dict:
     """`recommender-pipeline --day <yesterday>` in its own process, instance, store and reports dir."""
+    workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "dagster_home"  # created by the command, as a new user's is
     store = workdir / "measurements.duckdb"
     env = {
@@ -995,6 +996,7 @@ def dagster_runs(home: Path) -> list[dict]:
     import dagster as dg  # only end-to-end needs it, and it is slow to import
 
     runs = []
+    os.environ["DAGSTER_HOME"] = str(home)  # the command's event log storage is found through it
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for record in reversed(instance.get_runs()):
             stats = instance.get_run_stats(record.run_id)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from recommender_pipeline import command_console as console
 from recommender_pipeline import definitions, orphans
-from recommender_pipeline.assets.measurements import UNKNOWN_RECORDS_PER_PARTITION
+from recommender_pipeline.assets.measurements import topic_work
 from recommender_pipeline.command_instance import command_tags, open_instance
 from recommender_pipeline.digest import digest
 from recommender_pipeline.errors import ConfigurationError, RecommenderError, StoreError
@@ -41,7 +41,7 @@ from recommender_pipeline.jobs import (
     measurement_run_config,
 )
 from recommender_pipeline.measuring.days import utc_today, window_days
-from recommender_pipeline.partitions import HISTORY_DAYS, history_start, split_topic_key, topics_partitions
+from recommender_pipeline.partitions import HISTORY_DAYS, history_start, split_topic_key, topic_key, topics_partitions
 from recommender_pipeline.progress import MeasurementProgress
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.resources.kafka_credentials import Provisioning, provisioned_credentials
@@ -250,14 +250,9 @@ def _pending(store, inventory: pd.DataFrame, day: date, force: bool) -> dict[str
 
 
 def _records_to_read(store, inventory: pd.DataFrame, day: date, pending: dict[str, dict[str, int]]) -> float:
-    """About how many records measuring the pending topics of `day` reads: each topic's latest
-    measured day's, or a small topic's for one never measured (`assets.measurements.plan_chunks`)."""
-    recent = store.recent_reads(day.isoformat())
-    partitions = {f"{row.cluster_id}/{row.topic}": int(row.partitions) for row in inventory.itertuples()}
-    return sum(
-        recent.get(key) or partitions.get(key, 1) * UNKNOWN_RECORDS_PER_PARTITION
-        for key in (f"{cluster_id}/{topic}" for cluster_id, reads in pending.items() for topic in reads)
-    )
+    """About how many records measuring the pending topics of `day` reads (`topic_work`)."""
+    work = topic_work(inventory, store.recent_reads(day.isoformat()))
+    return sum(work.get(topic_key(cluster_id, topic), 0.0) for cluster_id, reads in pending.items() for topic in reads)
 
 
 def _terminal_table(detail_path: str) -> str:

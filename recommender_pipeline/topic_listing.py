@@ -3,8 +3,8 @@ asset stores and what topic discovery compares against Dagster's partitions."""
 
 from datetime import UTC, datetime
 
-from confluent_kafka import KafkaException, TopicCollection
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka import KafkaException, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType
 
 from recommender_pipeline.settings import Settings
 
@@ -61,6 +61,7 @@ def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings)
     resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
     configs = admin.describe_configs(resources, request_timeout=TIMEOUT_SECONDS)
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    log_records = _log_records(admin, {name: len(metadata.topics[name].partitions) for name in names})
     cluster = {"cluster_brokers": len(metadata.brokers), "cluster_partitions": 0, "cluster_replicas": 0}
     for topic in metadata.topics.values():
         cluster["cluster_partitions"] += len(topic.partitions)
@@ -94,6 +95,31 @@ def list_cluster_topics(admin: AdminClient, cluster_id: str, settings: Settings)
                 "inventoried_at": now,
                 **cluster,
                 "cluster_type": "",
+                "log_records": log_records.get(name),
             }
         )
     return rows, excluded
+
+
+def _log_records(admin: AdminClient, partitions: dict[str, int]) -> dict[str, int]:
+    """Each topic's records in its log (end minus start offsets, transaction markers included):
+    two ListOffsets requests per broker for the whole cluster. A topic whose offsets the broker
+    did not give is left out: its work is then unknown, never wrong."""
+    wanted = [TopicPartition(topic, p) for topic, count in partitions.items() for p in range(count)]
+    ends = {}
+    for name, spec in (("start", OffsetSpec.earliest()), ("end", OffsetSpec.latest())):
+        futures = admin.list_offsets({tp: spec for tp in wanted}, request_timeout=TIMEOUT_SECONDS)
+        for tp, future in futures.items():
+            try:
+                ends[(name, tp.topic, tp.partition)] = future.result().offset
+            except KafkaException:
+                continue
+    records: dict[str, int] = {}
+    missing = set()
+    for tp in wanted:
+        start, end = ends.get(("start", tp.topic, tp.partition)), ends.get(("end", tp.topic, tp.partition))
+        if start is None or end is None:
+            missing.add(tp.topic)
+            continue
+        records[tp.topic] = records.get(tp.topic, 0) + max(end - start, 0)
+    return {topic: count for topic, count in records.items() if topic not in missing}

@@ -173,6 +173,9 @@ def test_inventory_records_partitions_replication_and_configs(dataset, configure
     assert inventory.loc[dataset.topic("compact"), "cleanup_policy"] == "compact"
     assert bool(inventory.loc[dataset.topic("compact"), "is_compacted"]) is True
     assert set(pipeline.topic_keys()) == {f"local/{topic}" for topic in inventory.index}
+    # The records in each log, what a never-measured topic's chunk is planned by: 300 + 900 + 600 + 120.
+    assert inventory.loc[dataset.topic("multi"), "log_records"] == 1_920
+    assert inventory.loc[dataset.topic("empty"), "log_records"] == 0
     metadata = result.asset_materializations_for_node("cluster_inventory")[0].metadata
     assert metadata["topics"].value == 9
     assert metadata["filtered_out_topics"].value >= 1

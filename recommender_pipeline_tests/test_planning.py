@@ -24,7 +24,7 @@ def test_a_cluster_day_gets_one_chunk_per_records_per_chunk_and_topics_dealt_big
     known = inventory(("c1", "a", 12), ("c1", "b", 6), ("c1", "c", 6), ("c1", "d", 3), ("c1", "e", 3), ("c2", "x", 1))
     work = {"c1/a": 5e6, "c1/b": 3e6, "c1/c": 2.5e6, "c1/d": 1e6, "c1/e": 0.5e6, "c2/x": 10}
     keys = [f"2026-03-01|c1/{t}" for t in "abcde"] + ["2026-03-01|c2/x", "2026-03-02|c1/a", "2026-03-01|c1/gone"]
-    chunks, skipped = plan_chunks(keys, known, max_chunks_per_cluster=2, work=work)
+    chunks, skipped = plan_chunks(keys, known, max_chunks_per_cluster=2, recent_reads=work)
     assert skipped == ["2026-03-01|c1/gone"]  # not in the inventory: left out, and said so
     summary = [(c.day, c.cluster_id, [t.topic for t in c.topics]) for c in chunks]
     assert summary == [
@@ -43,8 +43,16 @@ def test_many_small_topics_share_one_chunk_however_many_workers_are_allowed():
     topics = [("c1", f"t{i:04d}", 3) for i in range(2_000)]
     keys = [f"2026-03-01|c1/{name}" for _, name, _ in topics]
     work = {f"c1/{name}": 90 for _, name, _ in topics}
-    chunks, _ = plan_chunks(keys, inventory(*topics), max_chunks_per_cluster=8, work=work)
+    chunks, _ = plan_chunks(keys, inventory(*topics), max_chunks_per_cluster=8, recent_reads=work)
     assert [len(c.topics) for c in chunks] == [2_000]
+
+
+def test_a_topic_never_measured_is_planned_by_the_records_in_its_log():
+    """Ten never-measured topics of 500 partitions: their logs (30 records each) are one chunk's
+    work, where the per-partition guess alone would have asked for three chunks."""
+    known = inventory(*[("c1", f"t{i}", 500) for i in range(10)]).assign(log_records=30)
+    chunks, _ = plan_chunks([f"2026-03-01|c1/t{i}" for i in range(10)], known, max_chunks_per_cluster=8)
+    assert [len(c.topics) for c in chunks] == [10]
 
 
 def test_topics_never_measured_count_as_small_ones_per_partition():

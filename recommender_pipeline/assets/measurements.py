@@ -51,20 +51,33 @@ class MeasurementChunk:
 UNKNOWN_RECORDS_PER_PARTITION = 1_000  # a topic never measured yet: assume a small one
 
 
+def topic_work(inventory: pd.DataFrame, recent_reads: Mapping[str, float] | None = None) -> dict[str, float]:
+    """About how many records a day of each inventoried topic (`cluster/topic`) reads: its latest
+    measured day's (`MeasurementStoreResource.recent_reads`); for a topic never measured, the
+    records in its log when listed (more than a day's), or a small topic's when unknown."""
+    work = {}
+    for row in inventory.itertuples():
+        key = topic_key(row.cluster_id, row.topic)
+        logged = getattr(row, "log_records", None)
+        unknown = int(row.partitions) * UNKNOWN_RECORDS_PER_PARTITION if pd.isna(logged) else float(logged)
+        work[key] = float((recent_reads or {}).get(key) or unknown)
+    return work
+
+
 def plan_chunks(
     keys: list[str],
     inventory: pd.DataFrame,
     max_chunks_per_cluster: int,
-    work: Mapping[str, float] | None = None,
+    recent_reads: Mapping[str, float] | None = None,
     records_per_chunk: int = 2_000_000,
 ) -> tuple[list[MeasurementChunk], list[str]]:
     """Groups a run's (day, topic) keys into per-cluster chunks by the work they hold.
 
-    `work` (topic key: records its last measured day read, `MeasurementStoreResource.recent_reads`)
-    decides how many chunks a cluster-day needs (one per `records_per_chunk`, at most
-    `max_chunks_per_cluster`, never more than its topics); topics are then dealt biggest first
-    into the chunk with the least work, so chunks take about as long. Returns the chunks and the
-    keys left out because their topic is not in the inventory.
+    The records to read (`topic_work`) decide how many chunks a cluster-day needs (one per
+    `records_per_chunk`, at most `max_chunks_per_cluster`, never more than its topics); topics
+    are then dealt biggest first into the chunk with the least work, so chunks take about as
+    long, and many sampled partitions share a chunk's rounds of blocks. Returns the chunks and
+    the keys left out because their topic is not in the inventory.
     """
     specs = {
         topic_key(row.cluster_id, row.topic): TopicSpec(
@@ -77,6 +90,7 @@ def plan_chunks(
         )
         for row in inventory.itertuples()
     }
+    work = topic_work(inventory, recent_reads)
     grouped: dict[tuple[str, str], list[tuple[float, TopicSpec]]] = {}
     skipped = []
     for key in keys:
@@ -84,9 +98,7 @@ def plan_chunks(
         if topic not in specs:
             skipped.append(key)
             continue
-        spec = specs[topic]
-        records = (work or {}).get(topic) or spec.partitions * UNKNOWN_RECORDS_PER_PARTITION
-        grouped.setdefault((day, spec.cluster_id), []).append((float(records), spec))
+        grouped.setdefault((day, specs[topic].cluster_id), []).append((work[topic], specs[topic]))
     chunks = []
     for (day, cluster_id), topics in sorted(grouped.items()):
         total = sum(records for records, _ in topics)

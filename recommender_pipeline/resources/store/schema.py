@@ -24,6 +24,9 @@ INVENTORY_COLUMNS = {
     "cluster_partitions": "INTEGER",  # every topic's partitions, internal and filtered-out ones too
     "cluster_replicas": "INTEGER",  # the same, times each topic's replication factor
     "cluster_type": "VARCHAR",  # Confluent Cloud's cluster kind (Basic, Standard, ...); empty elsewhere
+    # Records in the topic's log when listed (end - start offsets): what a topic never measured
+    # yet is planned by (`assets.measurements.plan_chunks`). NULL when the broker did not say.
+    "log_records": "BIGINT",
 }
 INVENTORY_KEY = ("cluster_id", "topic")
 # One snapshot per (day, cluster, topic) of who consumes a topic and what its keys look like.
