@@ -23,7 +23,7 @@ CHECKS = {
     ("reports", "check_report_complete"),
 }
 JOBS = {"inventory_job", "measurement_job", "recommendation_job"}
-SCHEDULES = {"daily_measurement_schedule": "30 0 * * *", "hourly_capture_schedule": "10 * * * *"}
+SCHEDULES = {"daily_measurement_schedule": "30 0 * * *", "hourly_capture_schedule": "5 * * * *"}
 SENSORS = {
     "recommendations_after_measurement_sensor",
     "recommendations_after_partial_measurement_sensor",
