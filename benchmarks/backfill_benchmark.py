@@ -20,7 +20,7 @@ import dagster as dg
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from recommender_pipeline.cli import run_recommendations
+from recommender_pipeline.command.cli import run_recommendations
 from recommender_pipeline.settings import load_settings
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.workloads import send_records

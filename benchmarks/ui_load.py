@@ -34,8 +34,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from recommender_pipeline.command_instance import INSTANCE_YAML as CLI_INSTANCE_YAML
-from recommender_pipeline.partitions import HISTORY_DAYS, daily_partitions, topic_key
+from recommender_pipeline.assets.partitions import HISTORY_DAYS, daily_partitions, topic_key
+from recommender_pipeline.command.instance import INSTANCE_YAML as CLI_INSTANCE_YAML
 from recommender_pipeline_testing.browser import CHROMIUM, CHROMIUM_ARGS
 from recommender_pipeline_testing.dagster_server import DagsterServer, dagster_dev
 

@@ -2,4 +2,4 @@
 
 # Every process of the one command (the forkserver preloads this package, step processes are
 # forked from it) exits when the command dies, whatever killed it.
-from recommender_pipeline import orphans  # noqa: F401
+from recommender_pipeline.command import orphans  # noqa: F401

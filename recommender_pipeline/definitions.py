@@ -14,11 +14,11 @@ from recommender_pipeline.assets import (
     recommendations,
     reports,
 )
-from recommender_pipeline.checks import ALL_CHECKS
-from recommender_pipeline.command_console import one_line_console
-from recommender_pipeline.jobs import inventory_job, measurement_job, recommendation_job
+from recommender_pipeline.assets.checks import ALL_CHECKS
+from recommender_pipeline.command.console import one_line_console
+from recommender_pipeline.orchestration.jobs import inventory_job, measurement_job, recommendation_job
+from recommender_pipeline.orchestration.sensors import ALL_SCHEDULES, ALL_SENSORS
 from recommender_pipeline.resources import build_resources
-from recommender_pipeline.sensors import ALL_SCHEDULES, ALL_SENSORS
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(

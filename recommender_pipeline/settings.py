@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from recommender_pipeline.connections import ClusterConnection, connection_from_entry
 from recommender_pipeline.errors import ConfigurationError
-from recommender_pipeline.keys import Partitioner
+from recommender_pipeline.profiling.keys import Partitioner
 
 MIB = 1024 * 1024
 

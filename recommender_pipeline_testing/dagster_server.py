@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from recommender_pipeline.command_instance import INSTANCE_YAML
+from recommender_pipeline.command.instance import INSTANCE_YAML
 from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES, REPO, free_port
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, TopicPartition
 
-from recommender_pipeline.keys import Partitioner, key_hashes, partition_for
+from recommender_pipeline.profiling.keys import Partitioner, key_hashes, partition_for
 from recommender_pipeline_testing.workloads import Record, at, create_topic, produce
 
 PREFIX = "demo"

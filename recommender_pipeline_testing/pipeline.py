@@ -12,10 +12,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from recommender_pipeline.checks import ALL_CHECKS
+from recommender_pipeline.assets.checks import ALL_CHECKS
+from recommender_pipeline.assets.partitions import topic_key, topics_partitions
 from recommender_pipeline.definitions import defs
-from recommender_pipeline.jobs import FORCE_TAG, FORCE_VALUE, day_range_tags
-from recommender_pipeline.partitions import topic_key, topics_partitions
+from recommender_pipeline.orchestration.jobs import FORCE_TAG, FORCE_VALUE, day_range_tags
 from recommender_pipeline.resources import MeasurementStoreResource, build_resources
 from recommender_pipeline.settings import Settings
 

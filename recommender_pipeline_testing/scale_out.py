@@ -23,14 +23,14 @@ from pathlib import Path
 import dagster as dg
 
 from recommender_pipeline import definitions
-from recommender_pipeline.jobs import (
+from recommender_pipeline.assets.partitions import split_topic_key, topics_partitions
+from recommender_pipeline.orchestration.jobs import (
     FORCE_TAG,
     FORCE_VALUE,
     IN_PROCESS_RUN_CONFIG,
     day_range_tags,
     measurement_run_config,
 )
-from recommender_pipeline.partitions import split_topic_key, topics_partitions
 
 BIN = Path(sys.executable).parent  # the environment's scripts: dagster-celery, celery
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from recommender_pipeline import definitions
-from recommender_pipeline.partitions import topics_partitions
+from recommender_pipeline.assets.partitions import topics_partitions
 from recommender_pipeline_testing.dagster_server import LAUNCH_BACKFILL, dagster_dev
 from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES, REPO
 

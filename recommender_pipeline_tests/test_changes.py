@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from recommender_pipeline.assets.changes import cluster_target
-from recommender_pipeline.atomic_files import write_text_atomically
-from recommender_pipeline.changes import (
+from recommender_pipeline.outputs.atomic_files import write_text_atomically
+from recommender_pipeline.outputs.partition_changes import (
     ClusterTarget,
     change_paths,
     ci_gate,

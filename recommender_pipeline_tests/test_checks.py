@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from recommender_pipeline.checks import measurement_coverage, recommendations_sane, report_complete
+from recommender_pipeline.assets.checks import measurement_coverage, recommendations_sane, report_complete
 from recommender_pipeline.settings import Settings
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from recommender_pipeline.cli import check_before_running
+from recommender_pipeline.assets.partitions import HISTORY_DAYS, history_start
+from recommender_pipeline.command.cli import check_before_running
 from recommender_pipeline.errors import StoreError
 from recommender_pipeline.measuring.days import utc_today
-from recommender_pipeline.partitions import HISTORY_DAYS, history_start
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline_testing.pipeline import command_env
 
@@ -67,7 +67,7 @@ def test_an_unreachable_postgresql_store_is_named_without_its_password(configure
 
 def test_the_command_exits_2_or_1_with_one_line_before_any_work(bootstrap_address, tmp_path):
     env = command_env(bootstrap_address, tmp_path)
-    command = [sys.executable, "-m", "recommender_pipeline.cli"]
+    command = [sys.executable, "-m", "recommender_pipeline.command.cli"]
 
     def run(*args: str, **variables: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -89,7 +89,13 @@ def test_a_misspelt_variable_is_warned_about_and_a_latin1_env_is_one_line_with_e
     """The command's first lines: a warning naming the misspelt variable (then the run goes on: here
     it stops at the future --day), and for a `.env` that is not UTF-8, one line naming it, exit 2."""
     env = command_env(bootstrap_address, tmp_path)
-    command = [sys.executable, "-m", "recommender_pipeline.cli", "--day", (TODAY + timedelta(days=3)).isoformat()]
+    command = [
+        sys.executable,
+        "-m",
+        "recommender_pipeline.command.cli",
+        "--day",
+        (TODAY + timedelta(days=3)).isoformat(),
+    ]
     (tmp_path / ".env").write_text("SAMPLNG_DAYS=2\n")
     typo = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert typo.returncode == 2 and typo.stderr.splitlines()[0] == (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recommender_pipeline import cli
+from recommender_pipeline.command import cli
 from recommender_pipeline.errors import ConfluentApiError
 from recommender_pipeline.measuring.days import day_start_ms, iso_utc, utc_today
 from recommender_pipeline.measuring.measurement import TopicSpec
@@ -495,7 +495,7 @@ def _wait_for(condition, seconds: float, what: str) -> None:
 def _terminate_at_the_first_key(server, env: dict[str, str], tmp_path) -> tuple[int, str]:
     """Runs the command, sends it SIGTERM once the emulator holds its first key, and waits."""
     command = subprocess.Popen(
-        [sys.executable, "-m", "recommender_pipeline.cli", "--in-process"],
+        [sys.executable, "-m", "recommender_pipeline.command.cli", "--in-process"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,

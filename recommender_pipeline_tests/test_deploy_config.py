@@ -169,7 +169,7 @@ def test_the_measurement_job_loads_with_the_chosen_executor(executor):
 
 
 def test_an_unknown_executor_stops_the_code_location_naming_the_choices(monkeypatch):
-    from recommender_pipeline.executors import executor_name
+    from recommender_pipeline.orchestration.executors import executor_name
 
     monkeypatch.setenv("RECOMMENDER_EXECUTOR", "dask")
     with pytest.raises(ValueError, match="RECOMMENDER_EXECUTOR='dask': expected one of multiprocess, celery, k8s"):

@@ -3,9 +3,9 @@ progress lines while measuring."""
 
 import pandas as pd
 
-from recommender_pipeline.digest import WIDTH, digest, shorten
-from recommender_pipeline.progress import progress_line
-from recommender_pipeline.reporting import csv_text, detail_frame, with_not_supported
+from recommender_pipeline.command.digest import WIDTH, digest, shorten
+from recommender_pipeline.command.progress import progress_line
+from recommender_pipeline.outputs.reporting import csv_text, detail_frame, with_not_supported
 from recommender_pipeline.settings import Settings
 from recommender_pipeline_testing.report_frames import recommendations_frame
 from recommender_pipeline_tests.test_reporting import recommended
@@ -47,8 +47,8 @@ def test_progress_counts_a_runs_topic_days_per_cluster_from_its_events():
     cluster (what each measuring chunk emits as it stores rows); nothing else is counted."""
     import dagster as dg
 
-    from recommender_pipeline.partitions import topic_key
-    from recommender_pipeline.progress import MeasurementProgress
+    from recommender_pipeline.assets.partitions import topic_key
+    from recommender_pipeline.command.progress import MeasurementProgress
 
     stored = [("lkc-1", "orders"), ("lkc-1", "clicks"), ("lkc-2", "audit")]
 

@@ -164,7 +164,11 @@ def test_a_broker_down_before_the_run_fails_in_one_timeout_quietly_and_without_i
     env = command_env(BOOTSTRAP, tmp_path, KAFKA_CREDENTIALS=cluster)
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "recommender_pipeline.cli"], env=env, cwd=tmp_path, capture_output=True, text=True
+        [sys.executable, "-m", "recommender_pipeline.command.cli"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     elapsed = time.monotonic() - started
     output = result.stdout + result.stderr

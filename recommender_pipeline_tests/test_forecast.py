@@ -11,8 +11,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from recommender_pipeline.forecast import MIN_FIT_DAYS, fit_trend
 from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.recommending.forecast import MIN_FIT_DAYS, fit_trend
 from recommender_pipeline_testing.workloads import Record, at, create_topic, produce
 
 START = date(2026, 11, 1)

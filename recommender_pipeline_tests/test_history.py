@@ -11,9 +11,9 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG, day_range_tags, measurement_job
 from recommender_pipeline.measuring import records
 from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.orchestration.jobs import IN_PROCESS_RUN_CONFIG, day_range_tags, measurement_job
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import ALL_ASSETS, CLUSTER_ID

@@ -6,10 +6,10 @@ import re
 import pandas as pd
 from markupsafe import escape
 
-from recommender_pipeline.html_report import CHART_LIMIT, ReportInput, charted_topics, render_report
-from recommender_pipeline.reporting import with_not_supported
+from recommender_pipeline.clusters.topic_listing import NOT_SUPPORTED_REASON
+from recommender_pipeline.outputs.html_report import CHART_LIMIT, ReportInput, charted_topics, render_report
+from recommender_pipeline.outputs.reporting import with_not_supported
 from recommender_pipeline.settings import Settings
-from recommender_pipeline.topic_listing import NOT_SUPPORTED_REASON
 from recommender_pipeline_testing.report_frames import MIB, history_frame, recommendations_frame
 
 # The namespaces of inline SVG are names, not references: nothing is fetched from them.

@@ -49,7 +49,7 @@ def test_the_html_report_opens_offline_and_sorts_its_table(prefix, kafka_bootstr
             produce(kafka_bootstrap, f"{prefix}.{name}", records)
     env = command_env(kafka_bootstrap, tmp_path, TOPIC_FILTER=prefix, SAMPLING_DAYS="3")
     result = subprocess.run(
-        [sys.executable, "-m", "recommender_pipeline.cli", "--in-process", "--top", "2"],
+        [sys.executable, "-m", "recommender_pipeline.command.cli", "--in-process", "--top", "2"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -14,12 +14,12 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from recommender_pipeline import kafka_writer
 from recommender_pipeline.assets.published import published_recommendations
+from recommender_pipeline.clusters.topic_listing import list_cluster_topics
 from recommender_pipeline.errors import ConfigurationError
 from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.outputs import kafka_writer
 from recommender_pipeline.resources import kafka_clients
-from recommender_pipeline.topic_listing import list_cluster_topics
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import CLUSTER_ID, REPO, free_port
 from recommender_pipeline_testing.workloads import create_topic, produce
@@ -224,7 +224,7 @@ def test_a_cluster_that_fails_does_not_stop_the_others(prefix, kafka_bootstrap, 
 def test_the_one_command_writes_the_changes_and_the_results_topic(
     prefix, kafka_bootstrap, configure, tmp_path, monkeypatch, capsys
 ):
-    from recommender_pipeline import cli
+    from recommender_pipeline.command import cli
 
     day = utc_today() - timedelta(days=1)
     results = f"{prefix}_results"

@@ -20,9 +20,9 @@ import dagster as dg
 
 from recommender_pipeline import definitions
 from recommender_pipeline.assets.measurements import measure_topic_chunk
-from recommender_pipeline.jobs import IN_PROCESS_RUN_CONFIG
+from recommender_pipeline.assets.partitions import topics_partitions
 from recommender_pipeline.measuring.days import utc_today
-from recommender_pipeline.partitions import topics_partitions
+from recommender_pipeline.orchestration.jobs import IN_PROCESS_RUN_CONFIG
 from recommender_pipeline_testing.dagster_server import LAUNCH_BACKFILL, dagster_dev, expect_type, wait_until
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES, REPO
@@ -156,8 +156,8 @@ def test_materialize_all_stays_bounded():
     has no other default). What keeps it sane: the date dimension is the rolling history, each
     date of `topic_measurements` is one run over every topic, and every measuring run takes the
     one slot of the measuring pool (so they run one after the other)."""
+    from recommender_pipeline.assets.partitions import HISTORY_DAYS, daily_partitions, daily_topic_partitions
     from recommender_pipeline.definitions import defs
-    from recommender_pipeline.partitions import HISTORY_DAYS, daily_partitions, daily_topic_partitions
 
     graph = defs.resolve_asset_graph()
     partitioned = {

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from recommender_pipeline.measuring.days import unmeasurable_reason, window_days, window_length_days
-from recommender_pipeline.model import capacity_recommendation, seed_recommendation
-from recommender_pipeline.reporting import summary_rows
+from recommender_pipeline.outputs.reporting import summary_rows
+from recommender_pipeline.recommending.model import capacity_recommendation, seed_recommendation
 from recommender_pipeline.settings import MIB, RecommendationModel, Settings
 
 DAY_MS = 86_400_000
@@ -139,7 +139,7 @@ def test_window_days_end_on_the_day_and_only_a_day_not_begun_is_unmeasurable_by_
 
 
 def test_metrics_api_hot_partition_flags_reach_the_window_from_a_boolean_column():
-    from recommender_pipeline.topic_window import build_recommendations
+    from recommender_pipeline.recommending.topic_window import build_recommendations
 
     inventory = pd.DataFrame(
         [{"cluster_id": "c", "topic": "t", "partitions": 2, "retention_ms": -1, "is_compacted": False}]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from recommender_pipeline.definitions import defs
-from recommender_pipeline.reporting import DETAIL_LEADING_COLUMNS
+from recommender_pipeline.outputs.reporting import DETAIL_LEADING_COLUMNS
 from recommender_pipeline_testing.known_truth import Dataset, records_in_hour
 from recommender_pipeline_testing.pipeline import CLUSTER_ID, command_env
 from recommender_pipeline_testing.workloads import create_topic, produce
@@ -169,7 +169,7 @@ def test_the_one_command_measures_missing_days_and_writes_reports(prefix, kafka_
     create_topic(kafka_bootstrap, f"{prefix}.events", 4)
     produce(kafka_bootstrap, f"{prefix}.events", records_in_hour(today, 0, 400, lambda i: (None, b"e" * 50, []), 4))
     env = command_env(kafka_bootstrap, tmp_path, TOPIC_FILTER=prefix, SAMPLING_DAYS="2", MAX_WORKERS_PER_CLUSTER="2")
-    command = [sys.executable, "-m", "recommender_pipeline.cli"]
+    command = [sys.executable, "-m", "recommender_pipeline.command.cli"]
     first = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     yesterday = today.fromordinal(today.toordinal() - 1)
@@ -211,7 +211,7 @@ def test_asset_checks_pass_on_good_data_through_dagster(dataset, window):
 def test_backfilled_days_equal_a_one_off_analysis_of_the_same_window(dataset, configure, tmp_path):
     """`recommender-pipeline --backfill-days 2` on one instance, then a fresh one-off run for the
     earlier day on another instance and store: the same recommendations, in a bounded number of runs."""
-    from recommender_pipeline import cli
+    from recommender_pipeline.command import cli
 
     d2, d1, d0 = dataset.days
 
@@ -273,7 +273,7 @@ def test_ctrl_c_stops_the_command_at_once_with_130_and_no_report(prefix, kafka_b
     log = tmp_path / "command.log"
     with log.open("w") as output:
         command = subprocess.Popen(
-            [sys.executable, "-m", "recommender_pipeline.cli", "--in-process"],
+            [sys.executable, "-m", "recommender_pipeline.command.cli", "--in-process"],
             env=env,
             cwd=tmp_path,
             stdout=output,
@@ -298,7 +298,7 @@ def test_ctrl_c_stops_the_command_at_once_with_130_and_no_report(prefix, kafka_b
 def test_a_cluster_that_cannot_be_reached_keeps_its_topics_as_errors_and_never_vanishes(
     configure, pipeline, prefix, kafka_bootstrap, monkeypatch, tmp_path
 ):
-    from recommender_pipeline import topic_listing
+    from recommender_pipeline.clusters import topic_listing
     from recommender_pipeline.measuring import records
     from recommender_pipeline.measuring.days import utc_today
 
@@ -335,7 +335,7 @@ def test_a_cluster_that_cannot_be_reached_keeps_its_topics_as_errors_and_never_v
     assert table.loc["down", "status"] == "error" and table.loc["up", "status"] == "active"
 
     # The one command on the same two clusters: exit 1, and each cluster's report is written.
-    from recommender_pipeline import cli
+    from recommender_pipeline.command import cli
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "command_home"))
     monkeypatch.chdir(tmp_path)
@@ -359,7 +359,7 @@ def test_the_blocking_check_stops_the_reports_when_a_recommendation_is_wrong(
     `reports` is then not materialized: no CSV is written from a table that fails it."""
     import dataclasses
 
-    from recommender_pipeline import topic_window
+    from recommender_pipeline.recommending import topic_window
 
     configure(TOPIC_FILTER=f"{dataset.prefix}.multi", SAMPLING_DAYS=1, SAMPLING_BATCH_SIZE="")
     assert pipeline.inventory().success
@@ -399,7 +399,7 @@ def test_a_topic_dagster_cannot_key_is_listed_as_not_supported_in_every_report(
     """`a...b` is a legal Kafka name but not a Dagster partition key: it used to drop out of every
     report, said only by a warning in the inventory run. It is listed, with the reason, never
     measured, and the checks still pass."""
-    from recommender_pipeline.digest import digest
+    from recommender_pipeline.command.digest import digest
     from recommender_pipeline.measuring.days import utc_today
 
     day = utc_today()

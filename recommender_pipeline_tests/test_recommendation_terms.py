@@ -7,10 +7,10 @@ import zlib
 import pandas as pd
 import pytest
 
-from recommender_pipeline.cluster_limits import capacities_for, cluster_headroom
-from recommender_pipeline.keys import Partitioner, key_hashes, remapped_share
-from recommender_pipeline.model import Capacities, Demand, capacity_recommendation, rounded
-from recommender_pipeline.profile_window import profile_facts
+from recommender_pipeline.profiling.keys import Partitioner, key_hashes, remapped_share
+from recommender_pipeline.recommending.cluster_limits import capacities_for, cluster_headroom
+from recommender_pipeline.recommending.model import Capacities, Demand, capacity_recommendation, rounded
+from recommender_pipeline.recommending.profile_window import profile_facts
 from recommender_pipeline.settings import MIB, PartitionRounding, Settings
 
 

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SUBSTRINGS
 
-from recommender_pipeline import atomic_files
-from recommender_pipeline.atomic_files import AtomicWriteError, write_files_atomically
-from recommender_pipeline.reporting import (
+from recommender_pipeline.clusters.topic_listing import NOT_SUPPORTED_REASON, UNSUPPORTED_IN_KEYS, is_keyable
+from recommender_pipeline.outputs import atomic_files
+from recommender_pipeline.outputs.atomic_files import AtomicWriteError, write_files_atomically
+from recommender_pipeline.outputs.reporting import (
     csv_text,
     detail_frame,
     report_paths,
@@ -22,7 +23,6 @@ from recommender_pipeline.reporting import (
     write_report_set,
 )
 from recommender_pipeline.settings import Settings
-from recommender_pipeline.topic_listing import NOT_SUPPORTED_REASON, UNSUPPORTED_IN_KEYS, is_keyable
 from recommender_pipeline_testing.report_frames import recommendations_frame
 
 
@@ -83,7 +83,7 @@ import resource, signal, sys
 from pathlib import Path
 import pandas as pd
 from recommender_pipeline.errors import ReportWriteError
-from recommender_pipeline.reporting import report_paths, write_report_set
+from recommender_pipeline.outputs.reporting import report_paths, write_report_set
 paths = report_paths(Path({str(tmp_path / "reports")!r}), "lkc-1", "2026-11-01", "0a1b2c3d")
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
@@ -180,8 +180,8 @@ def test_topics_dagster_cannot_key_are_rows_of_the_detail_report_and_a_stat_of_t
 def test_a_cluster_with_only_topics_dagster_cannot_key_still_gets_its_reports():
     """`TOPIC_FILTER` can match only such topics: nothing is recommended (an empty frame without
     columns), yet the detail, summary, digest and HTML list them."""
-    from recommender_pipeline.digest import digest
-    from recommender_pipeline.html_report import ReportInput, render_report
+    from recommender_pipeline.command.digest import digest
+    from recommender_pipeline.outputs.html_report import ReportInput, render_report
 
     settings = Settings.model_construct()
     rows = with_not_supported(pd.DataFrame(), NOT_KEYABLE, "2026-11-30", settings)

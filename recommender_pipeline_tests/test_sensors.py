@@ -11,12 +11,12 @@ import pandas as pd
 from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.assets.measurements import measure_topic_chunk
-from recommender_pipeline.freshness import stale_days
+from recommender_pipeline.assets.partitions import HISTORY_DAYS, topics_partitions
 from recommender_pipeline.measuring import hours
 from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status
-from recommender_pipeline.partitions import HISTORY_DAYS, topics_partitions
-from recommender_pipeline.sensors import (
+from recommender_pipeline.orchestration.freshness import stale_days
+from recommender_pipeline.orchestration.sensors import (
     MEASUREMENTS_KEY,
     daily_measurement_schedule,
     hourly_capture_schedule,
@@ -210,7 +210,7 @@ def test_topic_discovery_adds_new_topics_and_retires_deleted_ones_keeping_them(
 
 
 def test_every_schedule_and_sensor_starts_stopped():
-    from recommender_pipeline.sensors import ALL_SCHEDULES, ALL_SENSORS
+    from recommender_pipeline.orchestration.sensors import ALL_SCHEDULES, ALL_SENSORS
 
     assert {s.name for s in ALL_SCHEDULES} == {"daily_measurement_schedule", "hourly_capture_schedule"}
     assert all(s.default_status == dg.DefaultScheduleStatus.STOPPED for s in ALL_SCHEDULES)
@@ -219,7 +219,7 @@ def test_every_schedule_and_sensor_starts_stopped():
 
 
 def test_every_schedule_and_sensor_describes_itself_in_the_ui():
-    from recommender_pipeline.sensors import ALL_SCHEDULES, ALL_SENSORS
+    from recommender_pipeline.orchestration.sensors import ALL_SCHEDULES, ALL_SENSORS
 
     for definition in [*ALL_SCHEDULES, *ALL_SENSORS]:
         assert definition.description and len(definition.description) > 40, definition.name

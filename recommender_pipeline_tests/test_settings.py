@@ -171,7 +171,7 @@ def test_other_programs_variables_are_never_warned_about():
 
 
 def test_the_names_read_outside_the_settings_are_known():
-    from recommender_pipeline.executors import EXECUTOR_CONFIG_VARIABLE, EXECUTOR_VARIABLE
+    from recommender_pipeline.orchestration.executors import EXECUTOR_CONFIG_VARIABLE, EXECUTOR_VARIABLE
     from recommender_pipeline.resources.kafka_credentials import PROVISIONED_VARIABLE
 
     names = {EXECUTOR_VARIABLE, EXECUTOR_CONFIG_VARIABLE, PROVISIONED_VARIABLE, "DAGSTER_HOME", "RECOMMENDER_ENV_FILE"}

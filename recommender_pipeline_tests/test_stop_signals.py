@@ -8,7 +8,7 @@ import signal
 import pytest
 from dagster._utils.interrupts import capture_interrupts
 
-from recommender_pipeline.stop_signals import StopSignals
+from recommender_pipeline.command.stop_signals import StopSignals
 
 
 def test_a_ctrl_c_that_dagster_defers_and_never_raises_is_still_a_stop_request():

@@ -71,7 +71,7 @@ def widen_to_fit(page, element, margin: int = 48, max_width: int = 3000) -> None
 
 def materialize_today(env: dict[str, str], cwd: Path) -> str:
     """Runs the one command in its own process; returns the window's end day it recommended for."""
-    command = [sys.executable, "-m", "recommender_pipeline.cli", "--in-process"]
+    command = [sys.executable, "-m", "recommender_pipeline.command.cli", "--in-process"]
     result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     match = re.search(r"^window ending (\d{4}-\d{2}-\d{2}):", result.stdout, re.MULTILINE)

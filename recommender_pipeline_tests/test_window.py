@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
-from recommender_pipeline.partition_shape import partitions_by_day
+from recommender_pipeline.recommending.partition_shape import partitions_by_day
+from recommender_pipeline.recommending.topic_window import topic_window
 from recommender_pipeline.settings import PartitionRounding, Settings
-from recommender_pipeline.topic_window import topic_window
 
 END = date(2026, 11, 20)
 SPEC = TopicSpec("c1", "orders", 3, None, False)

@@ -6,8 +6,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline.atomic_files import AtomicWriteError, write_files_atomically
-from recommender_pipeline.changes import (
+from recommender_pipeline.assets.partitions import daily_partitions
+from recommender_pipeline.errors import RecommenderError
+from recommender_pipeline.outputs.atomic_files import AtomicWriteError, write_files_atomically
+from recommender_pipeline.outputs.partition_changes import (
     KINDS,
     ClusterTarget,
     change_paths,
@@ -15,8 +17,6 @@ from recommender_pipeline.changes import (
     paths_beside,
     render,
 )
-from recommender_pipeline.errors import RecommenderError
-from recommender_pipeline.partitions import daily_partitions
 from recommender_pipeline.resources import KafkaResource, SettingsResource
 
 # When a cluster's connection is not available in this run (a UI run of the provisioned path).

@@ -4,17 +4,17 @@ import dagster as dg
 import pandas as pd
 from confluent_kafka import KafkaException
 
-from recommender_pipeline.errors import ClusterUnreachableError, RecommenderError
-from recommender_pipeline.partitions import topic_key, topics_partitions
-from recommender_pipeline.resources import ConfluentCloudResource, KafkaResource, SettingsResource
-from recommender_pipeline.resources.store import INVENTORY_COLUMNS
-from recommender_pipeline.settings import unknown_variable_warnings
-from recommender_pipeline.topic_listing import (
+from recommender_pipeline.assets.partitions import topic_key, topics_partitions
+from recommender_pipeline.clusters.topic_listing import (
     NOT_SUPPORTED_REASON,
     UNSUPPORTED_IN_KEYS,
     is_keyable,
     list_cluster_topics,
 )
+from recommender_pipeline.errors import ClusterUnreachableError, RecommenderError
+from recommender_pipeline.resources import ConfluentCloudResource, KafkaResource, SettingsResource
+from recommender_pipeline.resources.store import INVENTORY_COLUMNS
+from recommender_pipeline.settings import unknown_variable_warnings
 
 # The inventory's metadata entry listing the topics Dagster cannot key, read back by the reports.
 NOT_SUPPORTED_METADATA = "not_supported_topics"

@@ -18,18 +18,18 @@ import dagster as dg
 import pandas as pd
 from confluent_kafka import KafkaException
 
-from recommender_pipeline.errors import RecommenderError
-from recommender_pipeline.jobs import FORCE_TAG, FORCE_VALUE
-from recommender_pipeline.materializations import record_in_batches
-from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
-from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
-from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
-from recommender_pipeline.partitions import (
+from recommender_pipeline.assets.partitions import (
     daily_topic_partitions,
     split_day_topic_key,
     split_topic_key,
     topic_key,
 )
+from recommender_pipeline.errors import RecommenderError
+from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
+from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
+from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
+from recommender_pipeline.orchestration.jobs import FORCE_TAG, FORCE_VALUE
+from recommender_pipeline.orchestration.materializations import record_in_batches
 from recommender_pipeline.resources import (
     ConfluentCloudResource,
     KafkaResource,

@@ -8,11 +8,11 @@ import dagster as dg
 import pandas as pd
 from confluent_kafka import KafkaException
 
-from recommender_pipeline.consumers import consumer_groups_by_topic
+from recommender_pipeline.assets.partitions import daily_partitions
 from recommender_pipeline.errors import ClusterUnreachableError
-from recommender_pipeline.keys import sample_keys
 from recommender_pipeline.measuring.days import day_end_ms
-from recommender_pipeline.partitions import daily_partitions
+from recommender_pipeline.profiling.consumers import consumer_groups_by_topic
+from recommender_pipeline.profiling.keys import sample_keys
 from recommender_pipeline.resources import KafkaResource, MeasurementStoreResource, SettingsResource
 
 # Lag and group membership can only be seen now: a day is observed until this long after it ends

@@ -3,9 +3,9 @@
 import dagster as dg
 import pandas as pd
 
+from recommender_pipeline.assets.partitions import daily_partitions
 from recommender_pipeline.errors import ClusterUnreachableError
-from recommender_pipeline.kafka_writer import ResultsTopicError, retention_ms, write_cluster_results
-from recommender_pipeline.partitions import daily_partitions
+from recommender_pipeline.outputs.kafka_writer import ResultsTopicError, retention_ms, write_cluster_results
 from recommender_pipeline.resources import KafkaResource, SettingsResource
 
 COLUMNS = ["cluster_id", "topic", "records", "created", "error"]

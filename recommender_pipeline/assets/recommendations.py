@@ -6,13 +6,13 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline.cluster_limits import cluster_headroom
-from recommender_pipeline.forecast import HISTORY_FOR_TREND_DAYS
+from recommender_pipeline.assets.partitions import daily_partitions
 from recommender_pipeline.measuring.days import window_days
-from recommender_pipeline.partitions import daily_partitions
+from recommender_pipeline.outputs.ui_tables import recommendations_table
+from recommender_pipeline.recommending.cluster_limits import cluster_headroom
+from recommender_pipeline.recommending.forecast import HISTORY_FOR_TREND_DAYS
+from recommender_pipeline.recommending.topic_window import build_recommendations
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
-from recommender_pipeline.topic_window import build_recommendations
-from recommender_pipeline.ui_tables import recommendations_table
 
 with warnings.catch_warnings():
     # Beta in this Dagster release, and exactly the mapping wanted: a day's recommendation

@@ -6,19 +6,19 @@ import dagster as dg
 import pandas as pd
 
 from recommender_pipeline.assets.inventory import not_supported_topics
-from recommender_pipeline.cluster_limits import capacities_for
+from recommender_pipeline.assets.partitions import daily_partitions, history_start
+from recommender_pipeline.clusters.topic_listing import NOT_SUPPORTED
 from recommender_pipeline.errors import ReportWriteError
-from recommender_pipeline.html_report import ReportInput, peak_per_partition, render_report
-from recommender_pipeline.partitions import daily_partitions, history_start
-from recommender_pipeline.reporting import (
+from recommender_pipeline.outputs.html_report import ReportInput, peak_per_partition, render_report
+from recommender_pipeline.outputs.reporting import (
     detail_frame,
     report_paths,
     summary_rows,
     with_not_supported,
     write_report_set,
 )
+from recommender_pipeline.recommending.cluster_limits import capacities_for
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
-from recommender_pipeline.topic_listing import NOT_SUPPORTED
 
 
 @dg.asset(partitions_def=daily_partitions, group_name="recommender", kinds={"csv", "html"})

@@ -21,7 +21,7 @@ import yaml
 EXECUTOR_VARIABLE = "RECOMMENDER_EXECUTOR"
 EXECUTOR_CONFIG_VARIABLE = "RECOMMENDER_EXECUTOR_CONFIG"
 EXECUTORS = ("multiprocess", "celery", "k8s")
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def executor_name() -> str:

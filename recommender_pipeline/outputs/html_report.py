@@ -20,8 +20,8 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from recommender_pipeline.model import Capacities
-from recommender_pipeline.report_charts import ChartLines, topic_chart_svg
+from recommender_pipeline.outputs.report_charts import ChartLines, topic_chart_svg
+from recommender_pipeline.recommending.model import Capacities
 
 CHART_LIMIT = 30  # topics drawn as charts; every topic is in the table
 INCREASES_CHARTED = 20  # of those, at most this many for the largest increases, the rest by peak

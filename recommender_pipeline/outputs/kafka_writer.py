@@ -16,8 +16,8 @@ import pandas as pd
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from recommender_pipeline.changes import row_objects
 from recommender_pipeline.errors import RecommenderError
+from recommender_pipeline.outputs.partition_changes import row_objects
 from recommender_pipeline.settings import Settings
 
 MS_PER_DAY = 86_400_000

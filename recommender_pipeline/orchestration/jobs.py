@@ -3,7 +3,7 @@ the run tags that shape their runs."""
 
 import dagster as dg
 
-from recommender_pipeline.executors import is_multiprocess, measurement_executor
+from recommender_pipeline.orchestration.executors import is_multiprocess, measurement_executor
 
 inventory_job = dg.define_asset_job(
     "inventory_job",

@@ -7,11 +7,11 @@ import warnings
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline.model import INCREASE, KEEP, OVER_PROVISIONED, action_for
-from recommender_pipeline.partitions import daily_partitions
+from recommender_pipeline.assets.partitions import daily_partitions
+from recommender_pipeline.clusters.topic_listing import NOT_SUPPORTED
+from recommender_pipeline.recommending.model import INCREASE, KEEP, OVER_PROVISIONED, action_for
 from recommender_pipeline.resources import SettingsResource
 from recommender_pipeline.settings import Settings
-from recommender_pipeline.topic_listing import NOT_SUPPORTED
 
 ACTIONS = {INCREASE, KEEP, OVER_PROVISIONED}
 

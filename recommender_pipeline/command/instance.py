@@ -18,15 +18,17 @@ from pathlib import Path
 import dagster as dg
 from filelock import FileLock, Timeout
 
+from recommender_pipeline.command.orphans import alive
 from recommender_pipeline.errors import RecommenderError
-from recommender_pipeline.orphans import alive
 
 DEFAULT_DAGSTER_HOME = Path(".local/dagster_home")
 # A new instance: no telemetry, and the SQLite event log that writes a chunk's materializations
 # in one transaction (`sqlite_events.py`; `deploy/dagster.yaml` names it too).
 INSTANCE_YAML = (
     "telemetry:\n  enabled: false\n"
-    "event_log_storage:\n  module: recommender_pipeline.sqlite_events\n  class: BatchingSqliteEventLogStorage\n"
+    "event_log_storage:\n"
+    "  module: recommender_pipeline.orchestration.sqlite_events\n"
+    "  class: BatchingSqliteEventLogStorage\n"
 )
 LOCK_SECONDS = 120  # how long a second command waits for the first to create the instance
 COMMAND_TAG = "recommender/command"  # host/pid of the command that runs a run in its own process

@@ -26,27 +26,33 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
-from recommender_pipeline import command_console as console
-from recommender_pipeline import definitions, orphans
+from recommender_pipeline import definitions
 from recommender_pipeline.assets.measurements import topic_work
-from recommender_pipeline.command_instance import command_tags, open_instance
-from recommender_pipeline.digest import digest
+from recommender_pipeline.assets.partitions import (
+    HISTORY_DAYS,
+    history_start,
+    split_topic_key,
+    topic_key,
+    topics_partitions,
+)
+from recommender_pipeline.command import console, orphans
+from recommender_pipeline.command.digest import digest
+from recommender_pipeline.command.instance import command_tags, open_instance
+from recommender_pipeline.command.progress import MeasurementProgress
+from recommender_pipeline.command.stop_signals import StopSignals
 from recommender_pipeline.errors import ConfigurationError, RecommenderError, StoreError
-from recommender_pipeline.freshness import stale_days
-from recommender_pipeline.jobs import (
+from recommender_pipeline.measuring.days import utc_today, window_days
+from recommender_pipeline.orchestration.freshness import stale_days
+from recommender_pipeline.orchestration.jobs import (
     FORCE_TAG,
     FORCE_VALUE,
     IN_PROCESS_RUN_CONFIG,
     day_range_tags,
     measurement_run_config,
 )
-from recommender_pipeline.measuring.days import utc_today, window_days
-from recommender_pipeline.partitions import HISTORY_DAYS, history_start, split_topic_key, topic_key, topics_partitions
-from recommender_pipeline.progress import MeasurementProgress
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.resources.kafka_credentials import Provisioning, provisioned_credentials
 from recommender_pipeline.settings import Settings, load_settings, unknown_variable_warnings
-from recommender_pipeline.stop_signals import StopSignals
 
 # Progress (per-topic lines, counts) without Dagster's per-event debug lines.
 INTERRUPT_EVENT_TYPES = {

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from recommender_pipeline.model import Capacities, default_capacities
+from recommender_pipeline.recommending.model import Capacities, default_capacities
 from recommender_pipeline.settings import Settings
 
 MB = 1_000_000  # Confluent's guidelines are in decimal megabytes per second

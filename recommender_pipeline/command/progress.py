@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import dagster as dg
 
-from recommender_pipeline.partitions import split_day_topic_key, split_topic_key
+from recommender_pipeline.assets.partitions import split_day_topic_key, split_topic_key
 
 PROGRESS_TAG = "recommender/progress"
 POLL_SECONDS = 2.0

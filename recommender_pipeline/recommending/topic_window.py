@@ -18,16 +18,16 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from recommender_pipeline.cluster_limits import capacities_for
-from recommender_pipeline.forecast import HISTORY_FOR_TREND_DAYS, fit_trend
-from recommender_pipeline.keys import remapped_share
 from recommender_pipeline.measuring.days import window_days, window_length_days
 from recommender_pipeline.measuring.estimation import Busiest, busiest_of
 from recommender_pipeline.measuring.hours import describe_missing, stored_flag
 from recommender_pipeline.measuring.measurement import Method
-from recommender_pipeline.model import INCREASE, KEEP, Capacities, Demand, Recommendation, recommend
-from recommender_pipeline.partition_shape import PartitionShape, partition_shape
-from recommender_pipeline.profile_window import ProfileFacts, profile_facts
+from recommender_pipeline.profiling.keys import remapped_share
+from recommender_pipeline.recommending.cluster_limits import capacities_for
+from recommender_pipeline.recommending.forecast import HISTORY_FOR_TREND_DAYS, fit_trend
+from recommender_pipeline.recommending.model import INCREASE, KEEP, Capacities, Demand, Recommendation, recommend
+from recommender_pipeline.recommending.partition_shape import PartitionShape, partition_shape
+from recommender_pipeline.recommending.profile_window import ProfileFacts, profile_facts
 from recommender_pipeline.settings import RecommendationModel, Settings
 
 MEASURED = {"measured", "empty"}

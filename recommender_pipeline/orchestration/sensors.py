@@ -8,18 +8,24 @@ from datetime import date, timedelta
 import dagster as dg
 
 from recommender_pipeline.assets.measurements import measure_topic_chunk
-from recommender_pipeline.freshness import stale_days
-from recommender_pipeline.jobs import RANGE_START, day_range_tags, inventory_job, measurement_job, recommendation_job
-from recommender_pipeline.measuring.days import utc_today
-from recommender_pipeline.partitions import (
+from recommender_pipeline.assets.partitions import (
     HISTORY_DAYS,
     split_day_topic_key,
     split_topic_key,
     topic_key,
     topics_partitions,
 )
+from recommender_pipeline.clusters.topic_listing import UNSUPPORTED_IN_KEYS, list_cluster_topics
+from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.orchestration.freshness import stale_days
+from recommender_pipeline.orchestration.jobs import (
+    RANGE_START,
+    day_range_tags,
+    inventory_job,
+    measurement_job,
+    recommendation_job,
+)
 from recommender_pipeline.resources import KafkaResource, MeasurementStoreResource, SettingsResource
-from recommender_pipeline.topic_listing import UNSUPPORTED_IN_KEYS, list_cluster_topics
 
 
 def _measure_days(context: dg.ScheduleEvaluationContext, run_keys: dict[str, str]) -> list | dg.SkipReason:

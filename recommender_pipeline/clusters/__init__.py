@@ -1,0 +1,1 @@
+"""Reaching clusters: listing a cluster's topics with their configuration."""

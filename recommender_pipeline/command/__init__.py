@@ -1,0 +1,1 @@
+"""The one command, `recommender-pipeline`: its runs, console, instance and signals."""

@@ -1,0 +1,1 @@
+"""How Dagster runs the work: jobs, schedules, sensors, executors and event recording."""

@@ -1,0 +1,1 @@
+"""What people and tools receive: reports, charts, change scripts, the results topic."""

@@ -1,0 +1,1 @@
+"""Who reads a topic and what its keys look like: consumer groups and key samples."""
