@@ -44,10 +44,15 @@ def bootstrap_address() -> str:
 
 
 @pytest.fixture(scope="session")
-def kafka_version() -> tuple[int, ...]:
-    """The broker's Apache Kafka version: KAFKA_VERSION (the broker matrix), else the pinned one."""
+def kafka_version(bootstrap_address: str) -> tuple[int, ...]:
+    """The broker's Apache Kafka version: KAFKA_VERSION (the broker matrix), else the version that
+    scripts/kafka-local started on the bootstrap's port, else the pinned one."""
     pinned = re.search(r"<kafka.version>(.+)</kafka.version>", (REPO / "kafka-local" / "pom.xml").read_text())
-    text = os.environ.get("KAFKA_VERSION") or (pinned.group(1) if pinned else "0")
+    home = Path(os.environ.get("KAFKA_LOCAL_HOME") or REPO / ".local" / "kafka")
+    port = bootstrap_address.split(",")[0].rsplit(":", 1)[-1]
+    started = home / f"kafka-{port}.version"
+    local = started.read_text().strip() if started.is_file() and (home / f"kafka-{port}.pid").is_file() else ""
+    text = os.environ.get("KAFKA_VERSION") or local or (pinned.group(1) if pinned else "0")
     return tuple(int(part) for part in text.split("."))
 
 
@@ -154,3 +159,17 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         yield Pipeline(instance, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """POSTGRES_URL, or the local server (started here, and stopped at the end if it was not running)."""
+    if os.environ.get("POSTGRES_URL"):
+        yield os.environ["POSTGRES_URL"]
+        return
+    script = str(REPO / "scripts" / "postgres-local")
+    was_running = subprocess.run([script, "status"], stdout=subprocess.DEVNULL).returncode == 0
+    started = subprocess.run([script, "start"], check=True, stdout=subprocess.PIPE, text=True)
+    yield started.stdout.strip().splitlines()[-1]
+    if not was_running:
+        subprocess.run([script, "stop"], check=True, stdout=subprocess.DEVNULL)

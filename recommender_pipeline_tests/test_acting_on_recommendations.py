@@ -78,6 +78,7 @@ def consumers_to_close():
         consumer.close()
 
 
+@pytest.mark.brokers  # the consumer-group APIs: list, describe, committed offsets
 def test_a_lag_bound_group_hot_key_remap_warning_and_cap_from_measured_data(
     configure, pipeline, prefix, kafka_bootstrap, monkeypatch, consumers_to_close
 ):

@@ -23,6 +23,8 @@ from recommender_pipeline_testing.pipeline import Pipeline, apply_configuration
 
 Rows = dict[tuple[date, str], pd.Series]
 
+pytestmark = pytest.mark.brokers  # run on every Kafka version of the matrix
+
 
 def run_pipeline(bootstrap: str, tmp_path: Path, days: list[date], **variables: object) -> Rows:
     """Inventory and measurement of `days` through Dagster on a fresh instance; the stored rows by

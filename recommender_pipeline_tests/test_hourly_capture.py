@@ -24,6 +24,8 @@ from recommender_pipeline.resources import build_resources
 from recommender_pipeline_testing.untidy_logs import wait_until_emptied
 from recommender_pipeline_testing.workloads import Record, create_topic, produce
 
+pytestmark = pytest.mark.brokers  # run on every Kafka version of the matrix
+
 RETENTION_MS = 7 * HOUR_MS
 PARTITIONS = 2
 

@@ -64,6 +64,7 @@ def test_day_counts_sizes_and_rates_match_what_was_produced(dataset, measured):
     assert metadata["records"].value == 1200 and metadata["peak_ingress_bytes_per_sec"].value == 15.0
 
 
+@pytest.mark.brokers  # transaction markers
 def test_transactional_topic_counts_only_committed_records_without_stalling(dataset, measured):
     d0 = dataset.days[2]
     row = measured.measurement(d0, dataset.topic("tx"))
@@ -74,6 +75,7 @@ def test_transactional_topic_counts_only_committed_records_without_stalling(data
     assert ended - started < 15
 
 
+@pytest.mark.brokers  # the broker's log cleaner
 def test_compacted_topic_measures_what_a_consumer_receives(dataset, measured, kafka_bootstrap):
     d1 = dataset.days[1]
     row = measured.measurement(d1, dataset.topic("compact"))
@@ -162,6 +164,7 @@ def test_inventory_applies_topic_filter_entries_and_internal_rules(dataset, conf
     assert row is None
 
 
+@pytest.mark.brokers  # DescribeTopics, DescribeConfigs
 def test_inventory_records_partitions_replication_and_configs(dataset, configure, pipeline):
     configure(TOPIC_FILTER=dataset.prefix)
     result = pipeline.inventory()

@@ -161,6 +161,7 @@ def test_a_topic_deleted_after_the_inventory_is_an_error_and_the_others_land(
     assert summary["error_topic_count"] == "1"
 
 
+@pytest.mark.brokers
 def test_the_one_command_measures_missing_days_and_writes_reports(prefix, kafka_bootstrap, tmp_path):
     """`recommender-pipeline` end to end in its own process, steps on the multiprocess executor."""
     from recommender_pipeline.measuring.days import utc_today

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-import os
-import subprocess
 import time
 import traceback
 import uuid
@@ -32,25 +30,11 @@ from recommender_pipeline.resources import MeasurementStoreResource, SettingsRes
 from recommender_pipeline.resources.store import INVENTORY_COLUMNS, MEASUREMENT_COLUMNS, sessions
 from recommender_pipeline.settings import load_settings
 from recommender_pipeline_testing.known_truth import DayTruth, records_in_hour
-from recommender_pipeline_testing.pipeline import CLUSTER_ID, REPO
+from recommender_pipeline_testing.pipeline import CLUSTER_ID
 from recommender_pipeline_testing.workloads import create_topic, produce
 
 ENGINES = ["duckdb", "postgresql"]
 BIG = 2**63 - 1  # BIGINT's largest: exact only if no float ever carries it
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """POSTGRES_URL, or the local server (started here, and stopped at the end if it was not running)."""
-    if os.environ.get("POSTGRES_URL"):
-        yield os.environ["POSTGRES_URL"]
-        return
-    script = str(REPO / "scripts" / "postgres-local")
-    was_running = subprocess.run([script, "status"], stdout=subprocess.DEVNULL).returncode == 0
-    started = subprocess.run([script, "start"], check=True, stdout=subprocess.PIPE, text=True)
-    yield started.stdout.strip().splitlines()[-1]
-    if not was_running:
-        subprocess.run([script, "stop"], check=True, stdout=subprocess.DEVNULL)
 
 
 def _engine(url: str) -> sa.Engine:

@@ -9,10 +9,11 @@ holds every committed record stamped in it that the log still holds.
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, Producer
 from kafka import KafkaProducer
 
 from recommender_pipeline.measuring import estimation
@@ -20,8 +21,11 @@ from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.measuring.measurement import Measurement, TopicSpec
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
 from recommender_pipeline.resources import build_resources
-from recommender_pipeline_testing.untidy_logs import UntidyLogs, build_untidy_logs, evenly, grow
+from recommender_pipeline_testing.untidy_logs import FAR_FUTURE_MS, UntidyLogs, build_untidy_logs, evenly, grow
 from recommender_pipeline_testing.workloads import create_topic, produce
+
+# Run on every Kafka version of the matrix: where brokers differ, a test says how and checks each.
+pytestmark = pytest.mark.brokers
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +163,37 @@ def test_a_balanced_topic_grown_from_1_to_6_partitions_is_not_called_skewed(
     assert row["partition_skew"] == pytest.approx(1.0)
     assert row["effective_partitions"] == pytest.approx(6.0)
     assert (row["hot_partition_ingress"], row["hot_key"]) == ("no", "no")
+
+
+def test_a_record_stamped_years_ahead_on_a_topic_with_the_brokers_defaults(
+    kafka_bootstrap, kafka_version, prefix, measure
+):
+    """Kafka 4 refuses CreateTime more than an hour ahead by default (log.message.timestamp.after.max.ms,
+    KIP-1030): the producer is told INVALID_TIMESTAMP and the day is exact. Kafka 3 takes it: the
+    record reaches the log, counts in no day, and the day says so."""
+    day = utc_today() - timedelta(days=1)
+    spec = TopicSpec("local", f"{prefix}.defaults", 1, 7 * 86_400_000, False)
+    create_topic(kafka_bootstrap, spec.topic, 1)
+    stamped = evenly(day, 600)
+    produce(kafka_bootstrap, spec.topic, stamped[:300])
+    errors = []
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": False, "retries": 0})
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    producer.produce(
+        spec.topic, b"f" * 30, timestamp=now + FAR_FUTURE_MS, on_delivery=lambda error, _: errors.append(error)
+    )
+    producer.flush(30)
+    produce(kafka_bootstrap, spec.topic, stamped[300:])
+    row = measure([spec], day)[spec.topic]
+    got, wanted = exact_day(row, 600, sum(r.size for r in stamped))
+    assert got == wanted, row.reason
+    if kafka_version >= (4,):
+        assert [error.code() for error in errors] == [KafkaError.INVALID_TIMESTAMP]
+        assert row.future_records == 0, row.reason
+    else:
+        assert errors == [None]
+        assert row.future_records == 1
+        assert "1 record stamped in the future" in row.reason
 
 
 def produce_without_timestamps(bootstrap: str, topic: str, count: int) -> None:
