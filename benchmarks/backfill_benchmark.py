@@ -20,7 +20,7 @@ import dagster as dg
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from recommender_pipeline.command.cli import run_recommendations
+from recommender_pipeline.command.runs import CommandOptions, run_recommendations
 from recommender_pipeline.settings import load_settings
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.workloads import send_records
@@ -74,9 +74,8 @@ def main() -> None:
     end_day = today - timedelta(days=1)
     started = time.perf_counter()
     with dg.DagsterInstance.from_config(str(workdir / "home")) as instance:
-        outcome = run_recommendations(
-            instance, load_settings(str(workdir / "none.env")), end_day, backfill_days=args.days
-        )
+        options = CommandOptions(end_day, backfill_days=args.days)
+        outcome = run_recommendations(instance, load_settings(str(workdir / "none.env")), options)
         runs = instance.get_runs()
     elapsed = time.perf_counter() - started
     print()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recommender_pipeline.command import cli
+from recommender_pipeline.command import runs
 from recommender_pipeline.errors import ConfluentApiError
 from recommender_pipeline.measuring.days import day_start_ms, iso_utc, utc_today
 from recommender_pipeline.measuring.measurement import TopicSpec
@@ -271,9 +271,8 @@ def provisioning(kafka_bootstrap, sasl_bootstrap, configure, prefix, monkeypatch
 
 def run_command(pipeline, tmp_path, day, in_process: bool = True):
     settings = pipeline.settings
-    return cli.run_recommendations(
-        pipeline.instance, settings, day, in_process=in_process, env_file=str(tmp_path / "no.env")
-    )
+    options = runs.CommandOptions(day, in_process=in_process, env_file=str(tmp_path / "no.env"))
+    return runs.run_recommendations(pipeline.instance, settings, options)
 
 
 def test_provisioned_keys_are_created_per_filtered_cluster_used_and_deleted(
@@ -304,17 +303,15 @@ def test_keys_are_deleted_when_the_run_fails_midway_and_foreign_keys_survive(
 ):
     server, _, day = provisioning
     foreign = cloud_resource(tmp_path).create_api_key(PRINCIPAL, "lkc-b1", "someone else's", "not ours")[0]
-    original = cli._run
 
     def fail_after_provisioning(*args, **kwargs):
         assert len(server.api_keys) == 4  # ours for three clusters, plus the foreign one
         raise RuntimeError("injected failure mid-run")
 
-    monkeypatch.setattr(cli, "_run", fail_after_provisioning)
+    monkeypatch.setattr(runs.CommandRuns, "inventory", fail_after_provisioning)
     with pytest.raises(RuntimeError, match="injected"):
         run_command(pipeline, tmp_path, day)
     assert list(server.api_keys) == [foreign]
-    monkeypatch.setattr(cli, "_run", original)
 
 
 def test_a_key_that_never_works_fails_its_cluster_clearly_and_is_deleted(provisioning, pipeline, tmp_path):

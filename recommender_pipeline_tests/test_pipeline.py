@@ -212,7 +212,7 @@ def test_asset_checks_pass_on_good_data_through_dagster(dataset, window):
 def test_backfilled_days_equal_a_one_off_analysis_of_the_same_window(dataset, configure, tmp_path):
     """`recommender-pipeline --backfill-days 2` on one instance, then a fresh one-off run for the
     earlier day on another instance and store: the same recommendations, in a bounded number of runs."""
-    from recommender_pipeline.command import cli
+    from recommender_pipeline.command import cli, runs
 
     d2, d1, d0 = dataset.days
 
@@ -227,14 +227,10 @@ def test_backfilled_days_equal_a_one_off_analysis_of_the_same_window(dataset, co
             REPORTS_DIR=str(home / "reports"),
         )
         with dg.instance_for_test(temp_dir=str(home)) as instance:
-            outcome = cli.run_recommendations(
-                instance,
-                cli.load_settings(str(tmp_path / "no.env")),
-                end_day,
-                in_process=True,
-                env_file=str(tmp_path / "no.env"),
-                backfill_days=backfill_days,
+            options = runs.CommandOptions(
+                end_day, backfill_days=backfill_days, in_process=True, env_file=str(tmp_path / "no.env")
             )
+            outcome = runs.run_recommendations(instance, cli.load_settings(str(tmp_path / "no.env")), options)
             values = {
                 day: defs.load_asset_value("topic_recommendations", instance=instance, partition_key=day)
                 for day in outcome.recommended_days

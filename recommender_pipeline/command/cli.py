@@ -15,75 +15,26 @@ is handled as Ctrl-C, so the API keys a run created are deleted before the comma
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-import dagster as dg
 import pandas as pd
 
-from recommender_pipeline import definitions
-from recommender_pipeline.assets.measurements import topic_work
 from recommender_pipeline.assets.partitions import (
     HISTORY_DAYS,
     history_start,
-    split_topic_key,
-    topic_key,
-    topics_partitions,
 )
-from recommender_pipeline.command import console, orphans
+from recommender_pipeline.command import orphans
 from recommender_pipeline.command.digest import digest
-from recommender_pipeline.command.instance import command_tags, open_instance
-from recommender_pipeline.command.progress import MeasurementProgress
+from recommender_pipeline.command.instance import open_instance
+from recommender_pipeline.command.runs import CommandOptions, run_recommendations
 from recommender_pipeline.command.stop_signals import StopSignals
 from recommender_pipeline.errors import ConfigurationError, RecommenderError, StoreError
-from recommender_pipeline.measuring.days import utc_today, window_days
-from recommender_pipeline.orchestration.freshness import stale_days
-from recommender_pipeline.orchestration.jobs import (
-    FORCE_TAG,
-    FORCE_VALUE,
-    IN_PROCESS_RUN_CONFIG,
-    day_range_tags,
-    measurement_run_config,
-)
+from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.resources import build_resources
-from recommender_pipeline.resources.kafka_credentials import Provisioning, provisioned_credentials
 from recommender_pipeline.settings import Settings, load_settings, unknown_variable_warnings
-
-# Progress (per-topic lines, counts) without Dagster's per-event debug lines.
-INTERRUPT_EVENT_TYPES = {
-    dg.DagsterEventType.RUN_FAILURE,
-    dg.DagsterEventType.STEP_FAILURE,
-    dg.DagsterEventType.ENGINE_EVENT,
-}
-
-
-@dataclass
-class Outcome:
-    day: date
-    measured_days: list[str] = field(default_factory=list)
-    recommended_days: list[str] = field(default_factory=list)
-    refreshed_days: list[str] = field(default_factory=list)  # earlier days whose window this run changed
-    runs: int = 0
-    failed_runs: list[str] = field(default_factory=list)
-    reports: list[str] = field(default_factory=list)
-    changes: list[str] = field(default_factory=list)  # the ready-made partition changes of the last day
-    provisioning: Provisioning | None = None
-    inventory_failed: bool = False  # for some cluster at least: what it lists was not refreshed
-
-    @property
-    def success(self) -> bool:
-        return not self.failed_runs
-
-
-def _interrupted(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """Whether a run ended because of an interrupt: Dagster says so in its failure events."""
-    records = instance.get_records_for_run(run_id, of_type=INTERRUPT_EVENT_TYPES).records
-    return any("interrupt" in (record.event_log_entry.message or "").lower() for record in records)
 
 
 def check_before_running(settings: Settings, end_day: date, backfill_days: int) -> str | None:
@@ -109,156 +60,6 @@ def check_before_running(settings: Settings, end_day: date, backfill_days: int) 
     except OSError as error:
         return f"REPORTS_DIR: {settings.reports_dir} is not writable ({error.strerror}); choose a writable folder"
     return None
-
-
-def _topic_range(instance: dg.DagsterInstance, clusters: set[str]) -> tuple[str, str] | None:
-    """First and last topic keys: a run's range over the topic dimension covers them all."""
-    keys = instance.get_dynamic_partitions(topics_partitions.name)
-    if not any(split_topic_key(key)[0] in clusters for key in keys):
-        return None
-    return keys[0], keys[-1]
-
-
-def run_recommendations(
-    instance: dg.DagsterInstance,
-    settings: Settings,
-    end_day: date,
-    in_process: bool = False,
-    env_file: str = ".env",
-    backfill_days: int = 1,
-    force: bool = False,
-    progress: Callable[[str], None] | None = None,
-    resources: dict | None = None,
-    stop_requested: Callable[[], bool] = lambda: False,
-) -> Outcome:
-    """Inventory, the missing measurement days (one run per day), then the day's recommendations.
-    `progress`, when given, receives a line per measuring chunk finished (`progress.py`);
-    `resources`, when given, are those the caller already built from `env_file`;
-    `stop_requested` says whether Ctrl-C or SIGTERM arrived (`stop_signals.py`), so that a signal
-    a run swallowed still stops the command after that run.
-
-    With `USE_CONFLUENT_CLOUD_API_KEY_TO_FETCH_KAFKA_CREDENTIALS`, the Kafka API keys live exactly
-    as long as this call: created first, deleted last, also when something fails.
-    """
-    resources = resources or build_resources(env_file)
-    credentials = (
-        provisioned_credentials(settings, resources["cloud"])
-        if settings.use_cloud_api_for_kafka_credentials
-        else contextlib.nullcontext()
-    )
-    with credentials as provisioning:
-        outcome = Outcome(end_day, provisioning=provisioning)
-        for cluster_id, reason in provisioning.failed.items() if provisioning else ():
-            outcome.failed_runs.append(f"credentials for {cluster_id}: {reason}")
-        return _run(
-            instance, settings, end_day, in_process, resources, outcome, backfill_days, force, progress, stop_requested
-        )
-
-
-def _run(
-    instance: dg.DagsterInstance,
-    settings: Settings,
-    end_day: date,
-    in_process: bool,
-    resources: dict,
-    outcome: Outcome,
-    backfill_days: int,
-    force: bool,
-    progress: Callable[[str], None] | None = None,
-    stop_requested: Callable[[], bool] = lambda: False,
-) -> Outcome:
-    def execute(factory, run_config: dict | None = None, **kwargs) -> tuple[list[str], list[str]]:
-        """Runs a job; returns the paths of the reports and of the changes it wrote. Raises
-        KeyboardInterrupt when the run was interrupted (Dagster catches it inside the run), or
-        when a stop was requested while it ran, whatever the run made of it."""
-        with dg.execute_job(
-            dg.reconstructable(factory),
-            instance=instance,
-            raise_on_error=False,
-            run_config={**(run_config or {}), **console.RUN_CONFIG},
-            tags={**kwargs.pop("tags", {}), **command_tags()},
-            **kwargs,
-        ) as result:
-            outcome.runs += 1
-            if not result.success:
-                outcome.failed_runs.append(f"{result.job_def.name} ({result.run_id[:8]}): {_cause(result)}")
-            if stop_requested() or (not result.success and _interrupted(instance, result.run_id)):
-                raise KeyboardInterrupt
-            return tuple(
-                [
-                    path
-                    for event in result.get_asset_materialization_events()
-                    if event.asset_key == dg.AssetKey(asset)
-                    for path in event.materialization.metadata["paths"].value
-                ]
-                for asset in ("reports", "partition_changes")
-            )
-
-    failed_before = len(outcome.failed_runs)
-    execute(definitions.get_inventory_job)
-    outcome.inventory_failed = len(outcome.failed_runs) > failed_before
-    connections = resources["kafka"].connections()
-    key_range = _topic_range(instance, set(connections))
-    if key_range is None:
-        return outcome
-    clusters = len(connections)
-    multiprocess = measurement_run_config(
-        min(clusters, settings.max_cluster_workers) * settings.max_workers_per_cluster
-    )
-    # Every recommended day needs its whole window: measure back SAMPLING_DAYS - 1 more days.
-    tags = {FORCE_TAG: FORCE_VALUE} if force else {}
-    store = resources["store"]
-    inventory = store.read_inventory()
-    for day in store.days_to_capture(end_day, settings.sampling_days + backfill_days - 1, force):
-        pending = _pending(store, inventory, day, force)
-        totals = {cluster_id: len(reads) for cluster_id, reads in pending.items()}
-        # A day one chunk reads runs in this process: step processes cost more than they save.
-        small = _records_to_read(store, inventory, day, pending) <= settings.records_per_chunk
-        with MeasurementProgress(instance, day.isoformat(), totals if progress else {}, emit=progress) as watch:
-            execute(
-                definitions.get_measurement_job,
-                run_config=IN_PROCESS_RUN_CONFIG if in_process or small else multiprocess,
-                tags={**day_range_tags(day.isoformat(), key_range, set(connections)), **tags, **watch.tags},
-            )
-        outcome.measured_days.append(day.isoformat())
-    for day in window_days(end_day, backfill_days):
-        outcome.reports, changes = execute(
-            definitions.get_recommendation_job, tags={"dagster/partition": day.isoformat()}
-        )
-        outcome.changes = changes or outcome.changes
-        outcome.recommended_days.append(day.isoformat())
-    # Earlier recommendations whose window this run's measurements changed follow it.
-    for day in stale_days(instance, store, settings.sampling_days, utc_today()):
-        if day.isoformat() not in outcome.recommended_days:
-            execute(definitions.get_recommendation_job, tags={"dagster/partition": day.isoformat()})
-            outcome.refreshed_days.append(day.isoformat())
-    return outcome
-
-
-def _cause(result: dg.ExecuteJobResult) -> str:
-    """A failed run's cause in one line: its first failed step's error, without Dagster's frames."""
-    for event in result.all_events:
-        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data.error:
-            error = event.step_failure_data.error
-            while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
-                error = error.cause  # the op's own error, not Dagster's wrapper around it
-            message = " ".join(error.message.split())
-            if error.cls_name == "Failure":  # the op's own words: no need for Dagster's class name
-                message = message.split("Failure: ", 1)[-1]
-            return f"step {event.step_key}: {message[:400]}"
-    return "see the Dagster UI or `dagster run list`"
-
-
-def _pending(store, inventory: pd.DataFrame, day: date, force: bool) -> dict[str, dict[str, int]]:
-    """Per cluster, the topics of `day` the measurement run will capture (and where each starts)."""
-    topics = {cluster_id: list(names) for cluster_id, names in inventory.groupby("cluster_id")["topic"]}
-    return store.pending_reads(day, topics, force)
-
-
-def _records_to_read(store, inventory: pd.DataFrame, day: date, pending: dict[str, dict[str, int]]) -> float:
-    """About how many records measuring the pending topics of `day` reads (`topic_work`)."""
-    work = topic_work(inventory, store.recent_reads(day.isoformat()))
-    return sum(work.get(topic_key(cluster_id, topic), 0.0) for cluster_id, reads in pending.items() for topic in reads)
 
 
 def _terminal_table(detail_path: str) -> str:
@@ -335,17 +136,15 @@ def _main(args: argparse.Namespace, stop_signals: StopSignals) -> int:
         return 1
     try:
         with open_instance(log=lambda line: print(line, file=sys.stderr)) as instance:
-            outcome = run_recommendations(
-                instance,
-                settings,
+            options = CommandOptions(
                 end_day,
-                in_process=args.in_process,
                 backfill_days=max(args.backfill_days, 1),
                 force=args.force,
+                in_process=args.in_process,
                 progress=lambda line: print(line, flush=True),
-                resources=resources,
                 stop_requested=stop_signals.requested,
             )
+            outcome = run_recommendations(instance, settings, options, resources)
     except RecommenderError as error:  # credentials, the Confluent Cloud API, the store: say which
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
