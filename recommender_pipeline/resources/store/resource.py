@@ -42,12 +42,12 @@ from recommender_pipeline.resources.store.schema import (
     INVENTORY_KEY,
     PROFILE_COLUMNS,
     PROFILE_KEY,
-    ensure_tables,
 )
 from recommender_pipeline.resources.store.sessions import (
     DuckDBSession,
     PostgresSession,
     Session,
+    ensure_tables,
     lock_id,
     postgres_engine,
 )

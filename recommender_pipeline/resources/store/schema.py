@@ -1,13 +1,6 @@
-"""The store's tables: their columns and keys, created or migrated on first use by either engine."""
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
+"""The store's tables: their columns and keys (created or migrated by `sessions.ensure_tables`)."""
 
 from recommender_pipeline.measuring.measurement import MEASUREMENT_COLUMNS, MEASUREMENT_KEY
-
-if TYPE_CHECKING:  # sessions use the tables' columns; tables are created through a session
-    from recommender_pipeline.resources.store.sessions import Session
 
 INVENTORY_COLUMNS = {
     "cluster_id": "VARCHAR",
@@ -50,19 +43,3 @@ TABLES = {
 }
 # numpy dtype of a column without NULLs, pandas' nullable one with (as DuckDB's `df()` returns them).
 READ_DTYPES = {"INTEGER": ("int32", "Int32"), "BIGINT": ("int64", "Int64"), "BOOLEAN": ("bool", "boolean")}
-
-
-def ensure_tables(session: Session) -> None:
-    """Creates the tables, and adds the columns that a store from an older version lacks."""
-    for table, (columns, key) in TABLES.items():
-        body = ", ".join(f'"{name}" {session.types.get(kind, kind)}' for name, kind in columns.items())
-        session.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({', '.join(key)}))")
-        _, rows = session.query(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_catalog = current_database() AND table_schema = current_schema() AND table_name = :table",
-            {"table": table},
-        )
-        present = {row[0] for row in rows}
-        for name, kind in columns.items():
-            if name not in present:
-                session.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {session.types.get(kind, kind)}')

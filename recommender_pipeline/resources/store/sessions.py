@@ -158,3 +158,19 @@ def postgres_engine(url: str) -> sa.Engine:
     defaults = {"connect_timeout": 10, "application_name": "recommender-pipeline"}
     connect_args = {k: v for k, v in defaults.items() if k not in parsed.query}
     return sa.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
+
+
+def ensure_tables(session: Session) -> None:
+    """Creates the tables, and adds the columns that a store from an older version lacks."""
+    for table, (columns, key) in TABLES.items():
+        body = ", ".join(f'"{name}" {session.types.get(kind, kind)}' for name, kind in columns.items())
+        session.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({', '.join(key)}))")
+        _, rows = session.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_catalog = current_database() AND table_schema = current_schema() AND table_name = :table",
+            {"table": table},
+        )
+        present = {row[0] for row in rows}
+        for name, kind in columns.items():
+            if name not in present:
+                session.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {session.types.get(kind, kind)}')
