@@ -69,8 +69,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri, stdtrit  # Student's t and normal quantiles, without scipy.stats' import time
 
+from recommender_pipeline.days import HOUR_MS, HOURS_PER_DAY
 from recommender_pipeline.measuring.attribution import DayTally
-from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY
 
 TARGET_BLOCKS = 96  # blocks read per sampled partition: each round of blocks is one fetch round trip
 MIN_BLOCK_OFFSETS = 4
@@ -539,74 +539,156 @@ def estimate(strata: list[Stratum], blocks: list[Block], tallies: list[DayTally]
     expansion of its own block would not be); the skew tail, whose records are mostly the next
     day's, is expanded by its inclusion probability (Horvitz-Thompson: no bias).
     """
-    # One row per block: records, bytes, 24 hour bytes and records, late records; and its length in offsets.
-    values = np.array([_vector(t) for t in tallies], dtype=float).reshape(len(tallies), TALLY_WIDTH)
-    lengths = np.array([b.end - b.start for b in blocks], dtype=float)
-    stratum_of = np.array([b.stratum for b in blocks], dtype=int)
-    segment_of = np.array([b.segment for b in blocks], dtype=int)
-    found: list[tuple[int, Segment, int, np.ndarray, float]] = []  # stratum, segment, blocks read, totals, pi
+    sampled = _SampledBlocks.of(blocks, tallies)
+    found: list[_Found] = []
     squares = np.zeros((len(strata), TALLY_WIDTH))  # residual sums of squares, pooled per stratum
     dofs = np.zeros(len(strata))
     for number, stratum in enumerate(strata):
-        in_stratum = stratum_of == number
-        chosen = int(in_stratum.sum())
-        hour_segments = [segment.index for segment in stratum.segments if segment.hour is not None]
-        in_hours = in_stratum & np.isin(segment_of, hour_segments)
-        for segment in stratum.segments if chosen else ():
-            if not segment.offsets:
-                continue
-            mask = in_stratum & (segment_of == segment.index)
-            sampled = int(mask.sum())
-            y, span = values[mask], lengths[mask]
-            inclusion = min(chosen / stratum.blocks, 1.0)  # each block's chance to be read
-            if segment.blocks * inclusion >= 1 and sampled:
-                ratio = y.sum(axis=0) / span.sum()
-                if sampled >= 2:
-                    squares[number] += ((y - np.outer(span, ratio)) ** 2).sum(axis=0)
-                    dofs[number] += sampled - 1
-                found.append((number, segment, sampled, ratio * segment.offsets, inclusion))
-            elif segment.hour is not None and in_hours.any():
-                rate = values[in_hours].sum(axis=0) / lengths[in_hours].sum()
-                totals = np.zeros(TALLY_WIDTH)
-                for position, hours in ((RECORDS, HOUR_RECORDS), (BYTES, HOURS)):
-                    totals[position] = totals[hours.start + segment.hour] = rate[position] * segment.offsets
-                totals[LATE] = rate[LATE] * segment.offsets
-                found.append((number, segment, 0, totals, inclusion))
-            else:
-                found.append((number, segment, -1, y.sum(axis=0) / inclusion, inclusion))
-    result = Estimate.zero()
-    day_squares, day_dof = squares.sum(axis=0), float(dofs.sum())
-    for number, segment, sampled, totals, inclusion in found:
-        result.totals[:TALLY_WIDTH] += totals
-        prior = min(VARIANCE_PRIOR_DOF, day_dof)
-        pooled = (squares[number] + prior * day_squares / day_dof) / (dofs[number] + prior) if day_dof > 0 else None
-        dof = min(dofs[number] + prior, day_dof)
-        if sampled < 0:  # at most one block, read with probability pi: y^2 (1 - pi) / pi^2
-            variance, dof = totals**2 * (1 - inclusion), 1.0
-        elif sampled == 0:  # borrowed: as uncertain as one block of its own
-            if pooled is None:
-                continue
-            variance = segment.blocks**2 * pooled
+        of_stratum, squares[number], dofs[number] = _estimate_stratum(number, stratum, sampled)
+        found += of_stratum
+    return _combine(found, _Pool.of(squares, dofs))
+
+
+@dataclass(frozen=True)
+class _SampledBlocks:
+    """The sampled blocks as arrays, one row per block, so a stratum's or segment's are a mask away."""
+
+    values: np.ndarray  # records, bytes, 24 hour bytes and records, late records
+    lengths: np.ndarray  # in offsets
+    stratum_of: np.ndarray
+    segment_of: np.ndarray
+
+    @classmethod
+    def of(cls, blocks: list[Block], tallies: list[DayTally]) -> _SampledBlocks:
+        """The arrays of `blocks` and their tallies, in the same order."""
+        return cls(
+            np.array([_vector(t) for t in tallies], dtype=float).reshape(len(tallies), TALLY_WIDTH),
+            np.array([b.end - b.start for b in blocks], dtype=float),
+            np.array([b.stratum for b in blocks], dtype=int),
+            np.array([b.segment for b in blocks], dtype=int),
+        )
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One segment's estimated totals, and how they were found: what its variance depends on."""
+
+    stratum: int
+    segment: Segment
+    sampled: int  # blocks read in it; 0: borrowed from its stratum's hours; -1: expanded by inclusion
+    totals: np.ndarray
+    inclusion: float  # each of its stratum's blocks' chance to be read
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """Residual sums of squares and their degrees of freedom per stratum, and the day's."""
+
+    squares: np.ndarray
+    dofs: np.ndarray
+    day_squares: np.ndarray
+    day_dof: float
+
+    @classmethod
+    def of(cls, squares: np.ndarray, dofs: np.ndarray) -> _Pool:
+        """The pool of the strata's residuals, the day's being their sum."""
+        return cls(squares, dofs, squares.sum(axis=0), float(dofs.sum()))
+
+    def pooled(self, number: int) -> tuple[np.ndarray | None, float]:
+        """A stratum's block-to-block variance (None when the day has no residual to pool) and
+        its degrees of freedom: its own blocks' with the day's pool added as a prior, since an
+        hour has only a few blocks and blocks of one partition vary alike at any hour."""
+        prior = min(VARIANCE_PRIOR_DOF, self.day_dof)
+        pooled = (
+            (self.squares[number] + prior * self.day_squares / self.day_dof) / (self.dofs[number] + prior)
+            if self.day_dof > 0
+            else None
+        )
+        return pooled, min(self.dofs[number] + prior, self.day_dof)
+
+
+def _estimate_stratum(number: int, stratum: Stratum, sampled: _SampledBlocks) -> tuple[list[_Found], np.ndarray, float]:
+    """Each segment of a stratum estimated from the blocks read in it (or borrowed, or expanded),
+    and the residual sum of squares and degrees of freedom the stratum adds to the pool."""
+    found: list[_Found] = []
+    squares, dof = np.zeros(TALLY_WIDTH), 0.0
+    in_stratum = sampled.stratum_of == number
+    chosen = int(in_stratum.sum())
+    hour_segments = [segment.index for segment in stratum.segments if segment.hour is not None]
+    in_hours = in_stratum & np.isin(sampled.segment_of, hour_segments)
+    for segment in stratum.segments if chosen else ():
+        if not segment.offsets:
+            continue
+        mask = in_stratum & (sampled.segment_of == segment.index)
+        read = int(mask.sum())
+        y, span = sampled.values[mask], sampled.lengths[mask]
+        inclusion = min(chosen / stratum.blocks, 1.0)  # each block's chance to be read
+        if segment.blocks * inclusion >= 1 and read:
+            ratio = y.sum(axis=0) / span.sum()
+            if read >= 2:
+                squares += ((y - np.outer(span, ratio)) ** 2).sum(axis=0)
+                dof += read - 1
+            found.append(_Found(number, segment, read, ratio * segment.offsets, inclusion))
+        elif segment.hour is not None and in_hours.any():
+            found.append(_Found(number, segment, 0, _borrowed(sampled, in_hours, segment), inclusion))
         else:
-            if segment.hour is not None:
-                result.totals[HOUR_OFFSETS.start + segment.hour] += segment.offsets
-                result.totals[HOUR_OFFSET_BYTES.start + segment.hour] += totals[BYTES]
-            if sampled >= segment.blocks or pooled is None:
-                continue
-            variance = segment.blocks**2 * (1 - sampled / segment.blocks) / sampled * pooled
-        # The segment's variance, spread over the hours its records are stamped in.
-        for position, hours in ((RECORDS, HOUR_RECORDS), (BYTES, HOURS)):
-            if totals[position] > 0:
-                allocated = variance[position] * totals[hours] / totals[position]
-                result.variance[hours] += allocated
-                result.variance_terms[hours] += allocated**2 / dof
-        result.variance[LATE] += variance[LATE]
-        result.variance_terms[LATE] += variance[LATE] ** 2 / dof
+            found.append(_Found(number, segment, -1, y.sum(axis=0) / inclusion, inclusion))
+    return found, squares, dof
+
+
+def _borrowed(sampled: _SampledBlocks, in_hours: np.ndarray, segment: Segment) -> np.ndarray:
+    """An hour without a block of its own: its stratum's records, bytes and late records per
+    offset, all stamped in that hour (exact at a constant size and density)."""
+    rate = sampled.values[in_hours].sum(axis=0) / sampled.lengths[in_hours].sum()
+    totals = np.zeros(TALLY_WIDTH)
+    for position, hours in ((RECORDS, HOUR_RECORDS), (BYTES, HOURS)):
+        totals[position] = totals[hours.start + segment.hour] = rate[position] * segment.offsets
+    totals[LATE] = rate[LATE] * segment.offsets
+    return totals
+
+
+def _combine(found: list[_Found], pool: _Pool) -> Estimate:
+    """The partition-day's totals and variances: the segments' sums, the day's those of its hours."""
+    result = Estimate.zero()
+    for item in found:
+        result.totals[:TALLY_WIDTH] += item.totals
+        if item.sampled > 0 and item.segment.hour is not None:
+            result.totals[HOUR_OFFSETS.start + item.segment.hour] += item.segment.offsets
+            result.totals[HOUR_OFFSET_BYTES.start + item.segment.hour] += item.totals[BYTES]
+        variance = _segment_variance(item, *pool.pooled(item.stratum))
+        if variance is not None:
+            _allocate(result, item.totals, *variance)
     # The day is its hours: its variance is theirs (out-of-order records' covariance left out).
     result.variance[RECORDS], result.variance[BYTES] = result.variance[HOUR_RECORDS].sum(), result.hour_variances.sum()
     result.variance_terms[RECORDS] = result.variance_terms[HOUR_RECORDS].sum()
     result.variance_terms[BYTES] = result.hour_dof_terms.sum()
     return result
+
+
+def _segment_variance(item: _Found, pooled: np.ndarray | None, dof: float) -> tuple[np.ndarray, float] | None:
+    """A segment's variance and its degrees of freedom, or None when it has none (read whole, or
+    nothing to pool)."""
+    segment, sampled = item.segment, item.sampled
+    if sampled < 0:  # at most one block, read with probability pi: y^2 (1 - pi) / pi^2
+        return item.totals**2 * (1 - item.inclusion), 1.0
+    if pooled is None:
+        return None
+    if sampled == 0:  # borrowed: as uncertain as one block of its own
+        return segment.blocks**2 * pooled, dof
+    if sampled >= segment.blocks:
+        return None
+    return segment.blocks**2 * (1 - sampled / segment.blocks) / sampled * pooled, dof
+
+
+def _allocate(result: Estimate, totals: np.ndarray, variance: np.ndarray, dof: float) -> None:
+    """The segment's variance, spread over the hours its records are stamped in."""
+    for position, hours in ((RECORDS, HOUR_RECORDS), (BYTES, HOURS)):
+        if totals[position] > 0:
+            allocated = variance[position] * totals[hours] / totals[position]
+            result.variance[hours] += allocated
+            result.variance_terms[hours] += allocated**2 / dof
+    result.variance[LATE] += variance[LATE]
+    result.variance_terms[LATE] += variance[LATE] ** 2 / dof
 
 
 def _vector(tally: DayTally) -> np.ndarray:

@@ -16,8 +16,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
+from recommender_pipeline.days import DAY_MS, day_end_ms, day_start_ms, iso_utc, unmeasurable_reason
 from recommender_pipeline.errors import ConfluentApiError
-from recommender_pipeline.measuring.days import DAY_MS, day_end_ms, day_start_ms, iso_utc, unmeasurable_reason
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.metrics_answers import checked_points
 
@@ -32,6 +32,32 @@ TOPIC, PARTITION = "metric.topic", "metric.partition"
 
 def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Window:
+    """The stretch of the day the queries cover: all of it once closed, else up to a whole minute."""
+
+    start_ms: int
+    end_ms: int
+    closed: bool
+
+    @property
+    def seconds(self) -> float:
+        """The window's length: what the average ingress is over."""
+        return (self.end_ms - self.start_ms) / 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class _DayTotals:
+    """The day's answers summed per topic, so each row is built from lookups alone."""
+
+    buckets: dict[str, dict[str, float]]  # topic: {bucket start: received bytes}
+    partition_bytes: dict[str, dict[int, float]]  # topic: {partition: received bytes}
+    records: dict[str, float]
+    egress: dict[str, float]
+    hot_ingress: set[str]  # topics the API flagged with a hot partition
+    hot_egress: set[str]
 
 
 class MetricsDayMeasurer:
@@ -81,76 +107,115 @@ class MetricsDayMeasurer:
         start_ms, end_ms = day_start_ms(self.day), day_end_ms(self.day)
         closed = measured_at >= end_ms
         rows = {spec.topic: Measurement.planned(spec, self.day, measured_at, METHOD) for spec in topics}
-        if start_ms < measured_at - RETENTION_DAYS * DAY_MS:
-            reason = "older than the Metrics API's 7-day retention"
-        else:
-            reason = unmeasurable_reason(self.day, measured_at)
+        reason = _unmeasurable_reason(self.day, start_ms, measured_at)
         if reason:
             for row in rows.values():
                 row.status, row.reason = Status.NOT_MEASURABLE, reason
             return list(rows.values())
 
         # Whole minutes only: the API's points are per minute, and an absolute end keeps tokens valid.
-        window_end = end_ms if closed else measured_at - measured_at % 60_000
-        fine = self._points("received_bytes", self.granularity, [TOPIC], start_ms, window_end)
-        by_partition = self._points("received_bytes", "P1D", [TOPIC, PARTITION], start_ms, window_end)
-        records = self._points("received_records", "P1D", [TOPIC], start_ms, window_end)
-        egress = self._points("sent_bytes", "P1D", [TOPIC], start_ms, window_end)
-        hot_in = self._points("hot_partition_ingress", "PT1H", [TOPIC], start_ms, window_end)
-        hot_out = self._points("hot_partition_egress", "PT1H", [TOPIC], start_ms, window_end)
-
-        buckets: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for point in fine:
-            buckets[point[TOPIC]][point["timestamp"]] += point["value"]
-        partition_bytes: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-        for point in by_partition:
-            partition_bytes[point[TOPIC]][int(point[PARTITION])] += point["value"]
-        totals = {name: defaultdict(float) for name in ("records", "egress")}
-        for name, points in (("records", records), ("egress", egress)):
-            for point in points:
-                totals[name][point[TOPIC]] += point["value"]
-        hot_ingress = {point[TOPIC] for point in hot_in if point["value"]}
-        hot_egress = {point[TOPIC] for point in hot_out if point["value"]}
-
-        window_seconds = (window_end - start_ms) / 1000
+        window = _Window(start_ms, end_ms if closed else measured_at - measured_at % 60_000, closed)
+        totals = self._day_totals(window)
         for spec in topics:
-            row = rows[spec.topic]
-            topic_buckets = buckets.get(spec.topic, {})
-            total_bytes = sum(topic_buckets.values())
-            count = round(totals["records"].get(spec.topic, 0.0))
-            per_partition = [partition_bytes[spec.topic].get(p, 0.0) for p in range(spec.partitions)]
-            mean_partition = sum(per_partition) / len(per_partition) if per_partition else 0.0
-            peak_at = max(topic_buckets, key=topic_buckets.get) if topic_buckets else None
-            reasons = ["received_bytes counts produce requests on the wire, not only keys, values and headers"]
-            if not closed:
-                reasons.append("day still open: measured up to " + iso_utc(window_end))
-            if self.bucket_seconds != self.peak_bucket_seconds:
-                reasons.append(
-                    f"peak over {self.bucket_seconds} s buckets: the Metrics API allows no finer granularity than "
-                    f"{self.granularity} over a day (PEAK_BUCKET_SECONDS={self.peak_bucket_seconds})"
-                )
-            rows[spec.topic] = dataclasses.replace(
-                row,
-                status=Status.MEASURED if count > 0 else Status.EMPTY,
-                reason="; ".join(reasons),
-                window_end=iso_utc(window_end),
-                window_seconds=window_seconds,
-                records=count,
-                bytes=round(total_bytes),
-                offsets_in_window=count,
-                mean_record_bytes=total_bytes / count if count else 0.0,
-                avg_ingress_bytes_per_sec=total_bytes / window_seconds if window_seconds else 0.0,
-                peak_ingress_bytes_per_sec=topic_buckets[peak_at] / self.bucket_seconds if peak_at else 0.0,
-                peak_bucket_start=_same_format_as_sampling(peak_at),
-                bucket_seconds=self.bucket_seconds,
-                partition_bytes="[" + ",".join(str(round(b)) for b in per_partition) + "]",
-                skew=max(per_partition) / mean_partition if mean_partition else 0.0,
-                egress_bytes=round(totals["egress"].get(spec.topic, 0.0)),
-                hot_partition_ingress=spec.topic in hot_ingress,
-                hot_partition_egress=spec.topic in hot_egress,
-            )
+            rows[spec.topic] = self._row(rows[spec.topic], spec, totals, window)
         self.log(f"{self.cluster_id} {self.day}: {len(topics)} topics from {self.queries} metric queries")
         return list(rows.values())
+
+    def _day_totals(self, window: _Window) -> _DayTotals:
+        """The six queries of the day, sent in this order whatever the topic count, summed per topic."""
+        start_ms, end_ms = window.start_ms, window.end_ms
+        fine = self._points("received_bytes", self.granularity, [TOPIC], start_ms, end_ms)
+        by_partition = self._points("received_bytes", "P1D", [TOPIC, PARTITION], start_ms, end_ms)
+        records = self._points("received_records", "P1D", [TOPIC], start_ms, end_ms)
+        egress = self._points("sent_bytes", "P1D", [TOPIC], start_ms, end_ms)
+        hot_in = self._points("hot_partition_ingress", "PT1H", [TOPIC], start_ms, end_ms)
+        hot_out = self._points("hot_partition_egress", "PT1H", [TOPIC], start_ms, end_ms)
+        return _DayTotals(
+            buckets=_per_topic_bucket(fine),
+            partition_bytes=_per_topic_partition(by_partition),
+            records=_per_topic(records),
+            egress=_per_topic(egress),
+            hot_ingress=_flagged(hot_in),
+            hot_egress=_flagged(hot_out),
+        )
+
+    def _reasons(self, window: _Window) -> list[str]:
+        """What every row of the day must say about how the Metrics API measured it."""
+        reasons = ["received_bytes counts produce requests on the wire, not only keys, values and headers"]
+        if not window.closed:
+            reasons.append("day still open: measured up to " + iso_utc(window.end_ms))
+        if self.bucket_seconds != self.peak_bucket_seconds:
+            reasons.append(
+                f"peak over {self.bucket_seconds} s buckets: the Metrics API allows no finer granularity than "
+                f"{self.granularity} over a day (PEAK_BUCKET_SECONDS={self.peak_bucket_seconds})"
+            )
+        return reasons
+
+    def _row(self, row: Measurement, spec: TopicSpec, totals: _DayTotals, window: _Window) -> Measurement:
+        """The topic's row from the day's totals: the same fields the record sampler fills."""
+        window_seconds = window.seconds
+        topic_buckets = totals.buckets.get(spec.topic, {})
+        total_bytes = sum(topic_buckets.values())
+        count = round(totals.records.get(spec.topic, 0.0))
+        per_partition = [totals.partition_bytes[spec.topic].get(p, 0.0) for p in range(spec.partitions)]
+        mean_partition = sum(per_partition) / len(per_partition) if per_partition else 0.0
+        peak_at = max(topic_buckets, key=topic_buckets.get) if topic_buckets else None
+        return dataclasses.replace(
+            row,
+            status=Status.MEASURED if count > 0 else Status.EMPTY,
+            reason="; ".join(self._reasons(window)),
+            window_end=iso_utc(window.end_ms),
+            window_seconds=window_seconds,
+            records=count,
+            bytes=round(total_bytes),
+            offsets_in_window=count,
+            mean_record_bytes=total_bytes / count if count else 0.0,
+            avg_ingress_bytes_per_sec=total_bytes / window_seconds if window_seconds else 0.0,
+            peak_ingress_bytes_per_sec=topic_buckets[peak_at] / self.bucket_seconds if peak_at else 0.0,
+            peak_bucket_start=_same_format_as_sampling(peak_at),
+            bucket_seconds=self.bucket_seconds,
+            partition_bytes="[" + ",".join(str(round(b)) for b in per_partition) + "]",
+            skew=max(per_partition) / mean_partition if mean_partition else 0.0,
+            egress_bytes=round(totals.egress.get(spec.topic, 0.0)),
+            hot_partition_ingress=spec.topic in totals.hot_ingress,
+            hot_partition_egress=spec.topic in totals.hot_egress,
+        )
+
+
+def _unmeasurable_reason(day: date, start_ms: int, measured_at: int) -> str | None:
+    """Why the day cannot be measured through the API (its retention first), or None."""
+    if start_ms < measured_at - RETENTION_DAYS * DAY_MS:
+        return "older than the Metrics API's 7-day retention"
+    return unmeasurable_reason(day, measured_at)
+
+
+def _per_topic_bucket(points: list[dict]) -> dict[str, dict[str, float]]:
+    """Bytes per topic and bucket start: the peak is the busiest bucket."""
+    buckets: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for point in points:
+        buckets[point[TOPIC]][point["timestamp"]] += point["value"]
+    return buckets
+
+
+def _per_topic_partition(points: list[dict]) -> dict[str, dict[int, float]]:
+    """Bytes per topic and partition: what skew is computed from."""
+    partition_bytes: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    for point in points:
+        partition_bytes[point[TOPIC]][int(point[PARTITION])] += point["value"]
+    return partition_bytes
+
+
+def _per_topic(points: list[dict]) -> dict[str, float]:
+    """A day-long metric summed per topic."""
+    totals: dict[str, float] = defaultdict(float)
+    for point in points:
+        totals[point[TOPIC]] += point["value"]
+    return totals
+
+
+def _flagged(points: list[dict]) -> set[str]:
+    """The topics with a non-zero point: a hot-partition flag raised at least once in the day."""
+    return {point[TOPIC] for point in points if point["value"]}
 
 
 def _same_format_as_sampling(timestamp: str | None) -> str | None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from recommender_pipeline.measuring.attribution import DayTally, header_size
 from recommender_pipeline.measuring.offsets import Key, transient
@@ -80,90 +80,135 @@ def read_ranges(
     if not pending:
         return errors
 
-    finished: list[TopicPartition] = []
-
-    def finish(key: Key, covered_to: int) -> None:
-        ranges[key].covered_to = covered_to
-        del pending[key]
-        finished.append(TopicPartition(*key))
-
-    def pause_finished() -> None:
-        """Stops the fetches of the partitions that are done, all in one call."""
-        if finished:
-            consumer.pause(finished)
-            finished.clear()
-
     consumer.assign([TopicPartition(*key, span.start) for key, span in pending.items()])
-    last_progress = last_report = last_check = time.monotonic()
+    reader = _Pass(consumer, ranges, pending, errors)
     try:
-        while pending:
-            if progress is not None and time.monotonic() - last_report >= PROGRESS_SECONDS:
-                last_report = time.monotonic()
-                read = sum(span.read for span in ranges.values())
-                progress(f"{read:,} records read; {len(pending):,} of {len(ranges):,} partitions still reading")
-            messages = consumer.consume(CONSUME_BATCH, timeout=0) or consumer.consume(1, timeout=IDLE_WAIT_SECONDS)
-            # The hot loop: one dict lookup and the message's own accessors per record.
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF and not transient(error):
-                        errors.setdefault(message.topic() or "", error.str())
-                    continue
-                key = (message.topic(), message.partition())
-                span = pending.get(key)
-                if span is None:
-                    continue
-                offset = message.offset()
-                if offset < span.start:  # left over from an earlier assignment
-                    continue
-                if offset >= span.end:
-                    finish(key, span.end)
-                    continue
-                timestamp = message.timestamp()[1]
-                if span.stop_at is not None and span.stop_at <= timestamp <= (span.plausible_until or timestamp):
-                    finish(key, offset)
-                    continue
-                size = len(message.key() or b"") + len(message.value() or b"")
-                headers = message.headers()
-                if headers:
-                    size += header_size(headers)
-                span.note(timestamp, size)
-                if offset == span.end - 1 or (span.limit is not None and span.placed >= span.limit):
-                    finish(key, offset + 1)
-            pause_finished()
-            if messages:
-                last_progress = time.monotonic()
-                continue
-            # Nothing queued: markers, aborted records or compaction may have carried a position
-            # past the end without a record to show for it.
-            for tp in consumer.position([TopicPartition(*key) for key in pending]):
-                key = (tp.topic, tp.partition)
-                if tp.offset >= ranges[key].end:
-                    finish(key, ranges[key].end)
-            pause_finished()
-            idle = time.monotonic() - last_progress
-            if pending and idle > unreachable_after and time.monotonic() - last_check > REACHABLE_CHECK_SECONDS:
-                last_check = time.monotonic()
-                unreachable = _unreachable(consumer)
-                if unreachable:  # a dead cluster fails the whole chunk now, not after the stall period
-                    for topic, _ in sorted(pending):
-                        errors.setdefault(
-                            topic, f"cluster unreachable after {idle:.0f}s without progress: {unreachable}"
-                        )
-                    break
-            if pending and time.monotonic() - last_progress > stall_seconds:
-                for topic, partition in sorted(pending):
-                    errors.setdefault(
-                        topic,
-                        f"no progress for {stall_seconds:.0f}s (SAMPLING_TIMEOUT_SECONDS x "
-                        f"SAMPLING_MAX_CONSECUTIVE_NULLS) on partition {partition}",
-                    )
-                break
+        reader.run(stall_seconds, progress, unreachable_after)
     finally:
         # Paused state outlives an assignment and would silence the next read of the partition.
         consumer.resume([TopicPartition(*key) for key in ranges])
         consumer.unassign()
     return {topic: reason for topic, reason in errors.items() if topic}
+
+
+class _Pass:
+    """One pass of `read_ranges` over its assigned partitions: the ranges still reading, and
+    when the pass last made progress, reported it and checked the cluster."""
+
+    def __init__(
+        self, consumer: Consumer, ranges: Mapping[Key, Range], pending: dict[Key, Range], errors: dict[str, str]
+    ):
+        self.consumer = consumer
+        self.ranges = ranges
+        self.pending = pending
+        self.errors = errors
+        self.finished: list[TopicPartition] = []
+        self.last_progress = self.last_report = self.last_check = time.monotonic()
+
+    def run(self, stall_seconds: float, progress: Callable[[str], None] | None, unreachable_after: float) -> None:
+        """Consumes until every range is done, or the cluster or a partition stops answering."""
+        consumer = self.consumer
+        while self.pending:
+            self._report(progress)
+            messages = consumer.consume(CONSUME_BATCH, timeout=0) or consumer.consume(1, timeout=IDLE_WAIT_SECONDS)
+            self._take(messages)
+            self._pause_finished()
+            if messages:
+                self.last_progress = time.monotonic()
+                continue
+            # Nothing queued: markers, aborted records or compaction may have carried a position
+            # past the end without a record to show for it.
+            self._settle_positions()
+            self._pause_finished()
+            if self._cluster_gone(unreachable_after) or self._stalled(stall_seconds):
+                break
+
+    def _finish(self, key: Key, covered_to: int) -> None:
+        """Marks a range done, its partition to be paused with the others done in the same batch."""
+        self.ranges[key].covered_to = covered_to
+        del self.pending[key]
+        self.finished.append(TopicPartition(*key))
+
+    def _pause_finished(self) -> None:
+        """Stops the fetches of the partitions that are done, all in one call."""
+        if self.finished:
+            self.consumer.pause(self.finished)
+            self.finished.clear()
+
+    def _report(self, progress: Callable[[str], None] | None) -> None:
+        """Says how far a long read got, every PROGRESS_SECONDS."""
+        if progress is not None and time.monotonic() - self.last_report >= PROGRESS_SECONDS:
+            self.last_report = time.monotonic()
+            read = sum(span.read for span in self.ranges.values())
+            progress(f"{read:,} records read; {len(self.pending):,} of {len(self.ranges):,} partitions still reading")
+
+    def _take(self, messages: list[Message]) -> None:
+        """Places a batch of consumed messages in their ranges, finishing those they complete."""
+        pending, finish, errors = self.pending, self._finish, self.errors
+        # The hot loop: one dict lookup and the message's own accessors per record.
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF and not transient(error):
+                    errors.setdefault(message.topic() or "", error.str())
+                continue
+            key = (message.topic(), message.partition())
+            span = pending.get(key)
+            if span is None:
+                continue
+            offset = message.offset()
+            if offset < span.start:  # left over from an earlier assignment
+                continue
+            if offset >= span.end:
+                finish(key, span.end)
+                continue
+            timestamp = message.timestamp()[1]
+            if span.stop_at is not None and span.stop_at <= timestamp <= (span.plausible_until or timestamp):
+                finish(key, offset)
+                continue
+            size = len(message.key() or b"") + len(message.value() or b"")
+            headers = message.headers()
+            if headers:
+                size += header_size(headers)
+            span.note(timestamp, size)
+            if offset == span.end - 1 or (span.limit is not None and span.placed >= span.limit):
+                finish(key, offset + 1)
+
+    def _settle_positions(self) -> None:
+        """Finishes the ranges whose position reached their end though no record there arrived."""
+        for tp in self.consumer.position([TopicPartition(*key) for key in self.pending]):
+            key = (tp.topic, tp.partition)
+            if tp.offset >= self.ranges[key].end:
+                self._finish(key, self.ranges[key].end)
+
+    def _cluster_gone(self, unreachable_after: float) -> bool:
+        """Whether the cluster, silent for too long, no longer answers metadata: then every topic
+        still reading fails."""
+        idle = time.monotonic() - self.last_progress
+        if not (
+            self.pending and idle > unreachable_after and time.monotonic() - self.last_check > REACHABLE_CHECK_SECONDS
+        ):
+            return False
+        self.last_check = time.monotonic()
+        unreachable = _unreachable(self.consumer)
+        if not unreachable:
+            return False
+        # A dead cluster fails the whole chunk now, not after the stall period.
+        for topic, _ in sorted(self.pending):
+            self.errors.setdefault(topic, f"cluster unreachable after {idle:.0f}s without progress: {unreachable}")
+        return True
+
+    def _stalled(self, stall_seconds: float) -> bool:
+        """Whether the partitions still reading made no progress for `stall_seconds`: each fails its topic."""
+        if not (self.pending and time.monotonic() - self.last_progress > stall_seconds):
+            return False
+        for topic, partition in sorted(self.pending):
+            self.errors.setdefault(
+                topic,
+                f"no progress for {stall_seconds:.0f}s (SAMPLING_TIMEOUT_SECONDS x "
+                f"SAMPLING_MAX_CONSECUTIVE_NULLS) on partition {partition}",
+            )
+        return True
 
 
 def _unreachable(consumer: Consumer) -> str | None:

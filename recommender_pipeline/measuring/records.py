@@ -35,9 +35,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from recommender_pipeline.measuring import offsets as boundary
-from recommender_pipeline.measuring.attribution import DayTally, LogBounds, Retention, day_retention
-from recommender_pipeline.measuring.days import (
+from recommender_pipeline.days import (
     DAY_MS,
     HOUR_MS,
     HOURS_PER_DAY,
@@ -46,6 +44,8 @@ from recommender_pipeline.measuring.days import (
     iso_utc,
     unmeasurable_reason,
 )
+from recommender_pipeline.measuring import offsets as boundary
+from recommender_pipeline.measuring.attribution import DayTally, LogBounds, Retention, day_retention
 from recommender_pipeline.measuring.estimation import Block, Estimate, Stratum, estimate, plan_blocks, worth_sampling
 from recommender_pipeline.measuring.hours import NOT_READ, describe_missing, fine_peak, hour_states
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
@@ -139,6 +139,92 @@ class PartitionDay:
     def untimestamped_log(self) -> bool:
         """The log holds records, none of which has a timestamp (an old message format)."""
         return self.largest is not None and self.stable > self.log_start and self.largest.timestamp < 0
+
+
+@dataclass(frozen=True)
+class _Gaps:
+    """The partitions (by number) that could not give all of the day, and why."""
+
+    lost: list[int]  # deletion moved the log start past the day
+    partial: list[int]  # deletion took part of the day
+    emptied: list[int]  # time retention emptied them of older records: none of the day was there
+    blind: list[int]  # only records without timestamps (an old message format): no day to place them in
+
+    @classmethod
+    def of(cls, parts: list[PartitionDay], retention: Mapping[int, Retention]) -> _Gaps:
+        """The groups from each partition's retention and log format."""
+        return cls(
+            lost=sorted(p for p, kept in retention.items() if kept is Retention.LOST),
+            partial=sorted(p for p, kept in retention.items() if kept is Retention.PARTIAL),
+            emptied=sorted(p for p, kept in retention.items() if kept is Retention.EMPTIED),
+            blind=sorted(part.key[1] for part in parts if part.untimestamped_log),
+        )
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """How the partitions were measured, and the records found besides the day's own."""
+
+    day_sampled: list[PartitionDay]  # the day sampled, not read whole
+    straggled: list[PartitionDay]  # the log after the day sampled for stragglers
+    stragglers: float  # records of the day estimated among those samples
+    late: int  # appended after the next day had begun
+    future: int  # stamped beyond the plausible horizon
+    untimestamped: int
+
+    @classmethod
+    def of(cls, parts: list[PartitionDay]) -> _Counts:
+        """The partitions' counts summed."""
+        straggled = [part for part in parts if part.stragglers_sampled]
+        return cls(
+            day_sampled=[part for part in parts if any(not plan.tail for plan in part.plans)],
+            straggled=straggled,
+            stragglers=sum(part.stragglers_found for part in straggled),
+            late=sum(part.late for part in parts),
+            future=sum(part.future for part in parts),
+            untimestamped=sum(part.untimestamped for part in parts),
+        )
+
+
+@dataclass(frozen=True)
+class _Sums:
+    """The topic-day's records and bytes over the hours this capture read, and each partition's."""
+
+    hour_records: np.ndarray
+    hour_bytes: np.ndarray
+    read_records: float
+    read_bytes: float
+    partition_hours: list[np.ndarray]  # each partition's bytes per hour read
+    partition_bytes: list[float]
+
+    @classmethod
+    def of(cls, total: Estimate, parts: list[PartitionDay], read: np.ndarray) -> _Sums:
+        """The sums of `total` and of each partition's estimate over the hours in `read`."""
+        hour_records, hour_bytes = total.hour_records * read, total.hour_bytes * read
+        partition_hours = [part.estimate.hour_bytes * read for part in parts]
+        return cls(
+            hour_records,
+            hour_bytes,
+            float(hour_records.sum()),
+            float(hour_bytes.sum()),
+            partition_hours,
+            [float(hours.sum()) for hours in partition_hours],
+        )
+
+    @property
+    def records(self) -> int:
+        """The row's records: the estimate rounded."""
+        return round(self.read_records)
+
+    @property
+    def total_bytes(self) -> int:
+        """The row's bytes: the estimate rounded."""
+        return round(self.read_bytes)
+
+    @property
+    def mean_partition(self) -> float:
+        """A partition's mean bytes: what skew is measured against."""
+        return sum(self.partition_bytes) / len(self.partition_bytes) if self.partition_bytes else 0.0
 
 
 class DayMeasurer:
@@ -481,123 +567,42 @@ class DayMeasurer:
 
     def _fill(self, row: Measurement, spec: TopicSpec, parts: list[PartitionDay], measured_at: int) -> None:
         """The topic-day's numbers from its partitions."""
-        total = Estimate.zero()
-        for part in parts:
-            total = total + part.estimate
+        total = sum((part.estimate for part in parts), Estimate.zero())
         retention = {part.key[1]: self._retention(part, spec, measured_at) for part in parts}
-        lost = sorted(p for p, kept in retention.items() if kept is Retention.LOST)
-        partial = sorted(p for p, kept in retention.items() if kept is Retention.PARTIAL)
-        emptied = sorted(p for p, kept in retention.items() if kept is Retention.EMPTIED)
-        blind = sorted(part.key[1] for part in parts if part.untimestamped_log)
-        day_sampled = [part for part in parts if any(not plan.tail for plan in part.plans)]
-        straggled = [part for part in parts if part.stragglers_sampled]
+        gaps, counts = _Gaps.of(parts, retention), _Counts.of(parts)
         retained_from = self._retained_from(parts, retention)
         states = hour_states(
             self.start_ms, self._read_from(row.topic), retained_from, measured_at, settle_ms=self.limits.skew_ms
         )
         # The row holds the hours this capture read; the store adds those read before (`hours.merge`).
         read = np.array([state != NOT_READ for state in states])
-        hour_records, hour_bytes = total.hour_records * read, total.hour_bytes * read
-        read_records, read_bytes = float(hour_records.sum()), float(hour_bytes.sum())
-        records, total_bytes = round(read_records), round(read_bytes)
-        window_seconds = (DAY_MS if measured_at >= self.end_ms else max(measured_at - self.start_ms, 1)) / 1000
+        sums = _Sums.of(total, parts, read)
+        reasons = [
+            *_gap_reasons(gaps, spec),
+            *_unplaced_reasons(counts),
+            *_empty_reasons(parts, sums.records, gaps),
+            *_sampling_reasons(parts, counts, self.limits.max_records_per_partition),
+            *_window_reasons(states, measured_at, self.end_ms),
+        ]
+        _set_outcome(row, reasons, gaps, counts, sums.records, len(parts))
+        _set_counts(row, parts, counts, sums, self._window_seconds(measured_at))
+        self._set_intervals(row, total, sums, read)
+        _set_hours(row, total, sums, states, read)
+        self._fine_peak(row, parts, read)
+
+    def _window_seconds(self, measured_at: int) -> float:
+        """The seconds of the day measured: all of a closed day, up to the measurement of an open one."""
+        return (DAY_MS if measured_at >= self.end_ms else max(measured_at - self.start_ms, 1)) / 1000
+
+    def _set_intervals(self, row: Measurement, total: Estimate, sums: _Sums, read: np.ndarray) -> None:
+        """The busiest hour and the 95 % intervals of the bytes and the peak, over the hours read."""
         day = total.intervals(read)
-        partition_hours = [part.estimate.hour_bytes * read for part in parts]
-        partition_bytes = [float(hours.sum()) for hours in partition_hours]
-        mean_partition = sum(partition_bytes) / len(partition_bytes) if partition_bytes else 0.0
-        future = sum(part.future for part in parts)
-        untimestamped = sum(part.untimestamped for part in parts)
-
-        reasons = []
-        if lost:
-            reasons.append(f"partitions {lost} lost the day to deletion (log start moved past it)")
-        if partial:
-            reasons.append(f"partitions {partial} lost part of the day to deletion")
-        if emptied:
-            reasons.append(
-                f"partitions {emptied} hold no records: time retention (retention.ms={spec.retention_ms}) emptied "
-                "them of records older than the day, so they carried none of it"
-            )
-        if blind:
-            reasons.append(
-                f"partitions {blind} hold only records without timestamps (an old message format): "
-                "record sampling cannot place them in a day"
-            )
-        if untimestamped:
-            reasons.append(f"{untimestamped} records without a timestamp were read and could not be placed in a day")
-        if future:
-            noun = "record" if future == 1 else "records"
-            reasons.append(
-                f"{future} {noun} stamped in the future (over {PLAUSIBLE_AHEAD_MS // 60_000} minutes after "
-                f"the measurement) read and counted in no day"
-            )
-        empty = sum(1 for part in parts if part.estimate.records == 0)
-        if empty and records:
-            reasons.append(f"{empty} of {len(parts)} partitions had no records this day")
-        elif not records and not lost and not blind:
-            reasons.append(f"{len(parts)} of {len(parts)} partitions had no records this day")
-        if day_sampled:
-            cap = self.limits.max_records_per_partition
-            reasons.append(
-                f"estimated: {len(day_sampled)} of {len(parts)} partitions were sampled "
-                f"(SAMPLING_BATCH_SIZE={cap} records each, far fewer than they held)"
-            )
-        stragglers = sum(part.stragglers_found for part in straggled)
-        if straggled:
-            reasons.append(
-                f"the {sum(p.stragglers_sampled for p in straggled):,} offsets after the day's end were sampled for "
-                f"records of the day appended late: {round(stragglers):,} estimated"
-            )
-        late = sum(part.late for part in parts)
-        if late:
-            reasons.append(f"{late} records were appended after the next day had begun")
-        if measured_at >= self.end_ms and describe_missing(states):
-            reasons.append(describe_missing(states))
-        if measured_at < self.end_ms:
-            reasons.append("day still open: measured up to " + iso_utc(measured_at))
-
-        if records:
-            status = Status.MEASURED
-        elif lost or (blind and len(blind) + len(emptied) == len(parts)):
-            status = Status.NOT_MEASURABLE
-        else:
-            status = Status.EMPTY
-        row.status = status
-        row.reason = "; ".join(reasons)
-        row.estimated = bool(day_sampled) or bool(stragglers)
-        row.exact = not row.estimated and not lost and not partial and not blind and not untimestamped
-        row.partial = bool(lost or partial or blind) and status is not Status.NOT_MEASURABLE
-        row.records = records
-        row.bytes = total_bytes
-        row.offsets_in_window = sum(part.offsets for part in parts)
-        row.sampled_records = sum(part.read for part in parts)
-        row.retained_records = sum(max(part.stable - part.log_start, 0) for part in parts)
-        row.late_records = late
-        row.future_records = future
-        row.untimestamped_records = untimestamped
-        row.mean_record_bytes = read_bytes / read_records if read_records else 0.0
-        row.avg_ingress_bytes_per_sec = read_bytes / window_seconds
         # The busiest hour, its bias from sampling noise shrunk away (`estimation.busiest`); a
         # partition read whole adds no variance: an exact day's intervals are its values.
         row.peak_ingress_bytes_per_sec = day.peak
-        row.peak_bucket_start = iso_utc(self.start_ms + day.peak_hour * HOUR_MS) if total_bytes else None
+        row.peak_bucket_start = iso_utc(self.start_ms + day.peak_hour * HOUR_MS) if sums.total_bytes else None
         row.bytes_ci_low, row.bytes_ci_high = day.bytes_low, day.bytes_high
         row.peak_ci_low, row.peak_ci_high = day.peak_low, day.peak_high
-        if row.estimated:
-            for name, values in (
-                ("hour_bytes_variance", total.hour_variances),
-                ("hour_bytes_dof_terms", total.hour_dof_terms),
-                ("hour_offsets", total.hour_offsets),
-                ("hour_offset_bytes", total.hour_offset_bytes),
-            ):
-                setattr(row, name, json.dumps([float(value) for value in (values * read).tolist()]))
-        row.partition_bytes = "[" + ",".join(str(round(b)) for b in partition_bytes) + "]"
-        row.partition_hour_bytes = json.dumps([[round(v) for v in hours.tolist()] for hours in partition_hours])
-        row.skew = max(partition_bytes) / mean_partition if mean_partition else 0.0
-        row.hours_captured = states
-        row.hour_records = json.dumps([round(value) for value in hour_records.tolist()])
-        row.hour_bytes = json.dumps([round(value) for value in hour_bytes.tolist()])
-        self._fine_peak(row, parts, read)
 
     def _fine_peak(self, row: Measurement, parts: list[PartitionDay], read: np.ndarray) -> None:
         """The peak over PEAK_BUCKET_SECONDS buckets finer than an hour, from the records' own
@@ -630,3 +635,130 @@ class DayMeasurer:
                 first = part.first_timestamp if part.first_timestamp is not None else self.end_ms
                 retained = max(retained, first)
         return retained
+
+
+def _gap_reasons(gaps: _Gaps, spec: TopicSpec) -> list[str]:
+    """What deletion and old message formats kept from the day, for the row's reason."""
+    reasons = []
+    if gaps.lost:
+        reasons.append(f"partitions {gaps.lost} lost the day to deletion (log start moved past it)")
+    if gaps.partial:
+        reasons.append(f"partitions {gaps.partial} lost part of the day to deletion")
+    if gaps.emptied:
+        reasons.append(
+            f"partitions {gaps.emptied} hold no records: time retention (retention.ms={spec.retention_ms}) emptied "
+            "them of records older than the day, so they carried none of it"
+        )
+    if gaps.blind:
+        reasons.append(
+            f"partitions {gaps.blind} hold only records without timestamps (an old message format): "
+            "record sampling cannot place them in a day"
+        )
+    return reasons
+
+
+def _unplaced_reasons(counts: _Counts) -> list[str]:
+    """The records read that no day can hold, for the row's reason."""
+    reasons = []
+    if counts.untimestamped:
+        reasons.append(f"{counts.untimestamped} records without a timestamp were read and could not be placed in a day")
+    if counts.future:
+        noun = "record" if counts.future == 1 else "records"
+        reasons.append(
+            f"{counts.future} {noun} stamped in the future (over {PLAUSIBLE_AHEAD_MS // 60_000} minutes after "
+            f"the measurement) read and counted in no day"
+        )
+    return reasons
+
+
+def _empty_reasons(parts: list[PartitionDay], records: int, gaps: _Gaps) -> list[str]:
+    """How many partitions carried none of the day, unless deletion or blindness explains it."""
+    empty = sum(1 for part in parts if part.estimate.records == 0)
+    if empty and records:
+        return [f"{empty} of {len(parts)} partitions had no records this day"]
+    if not records and not gaps.lost and not gaps.blind:
+        return [f"{len(parts)} of {len(parts)} partitions had no records this day"]
+    return []
+
+
+def _sampling_reasons(parts: list[PartitionDay], counts: _Counts, cap: int | None) -> list[str]:
+    """What was estimated rather than read, and the records appended late, for the row's reason."""
+    reasons = []
+    if counts.day_sampled:
+        reasons.append(
+            f"estimated: {len(counts.day_sampled)} of {len(parts)} partitions were sampled "
+            f"(SAMPLING_BATCH_SIZE={cap} records each, far fewer than they held)"
+        )
+    if counts.straggled:
+        reasons.append(
+            f"the {sum(p.stragglers_sampled for p in counts.straggled):,} offsets after the day's end were sampled "
+            f"for records of the day appended late: {round(counts.stragglers):,} estimated"
+        )
+    if counts.late:
+        reasons.append(f"{counts.late} records were appended after the next day had begun")
+    return reasons
+
+
+def _window_reasons(states: str, measured_at: int, end_ms: int) -> list[str]:
+    """The hours never captured whole of a closed day, or how far an open day was measured."""
+    reasons = []
+    if measured_at >= end_ms and describe_missing(states):
+        reasons.append(describe_missing(states))
+    if measured_at < end_ms:
+        reasons.append("day still open: measured up to " + iso_utc(measured_at))
+    return reasons
+
+
+def _status(records: int, gaps: _Gaps, partitions: int) -> Status:
+    """Measured when the day had records; not measurable when deletion or timestamp-less logs hid it."""
+    if records:
+        return Status.MEASURED
+    if gaps.lost or (gaps.blind and len(gaps.blind) + len(gaps.emptied) == partitions):
+        return Status.NOT_MEASURABLE
+    return Status.EMPTY
+
+
+def _set_outcome(
+    row: Measurement, reasons: list[str], gaps: _Gaps, counts: _Counts, records: int, partitions: int
+) -> None:
+    """The row's status, reason, and whether its numbers are exact, estimated or partial."""
+    status = _status(records, gaps, partitions)
+    row.status = status
+    row.reason = "; ".join(reasons)
+    row.estimated = bool(counts.day_sampled) or bool(counts.stragglers)
+    row.exact = not row.estimated and not gaps.lost and not gaps.partial and not gaps.blind and not counts.untimestamped
+    row.partial = bool(gaps.lost or gaps.partial or gaps.blind) and status is not Status.NOT_MEASURABLE
+
+
+def _set_counts(
+    row: Measurement, parts: list[PartitionDay], counts: _Counts, sums: _Sums, window_seconds: float
+) -> None:
+    """The row's records, bytes and offsets, and the averages over the measured window."""
+    row.records = sums.records
+    row.bytes = sums.total_bytes
+    row.offsets_in_window = sum(part.offsets for part in parts)
+    row.sampled_records = sum(part.read for part in parts)
+    row.retained_records = sum(max(part.stable - part.log_start, 0) for part in parts)
+    row.late_records = counts.late
+    row.future_records = counts.future
+    row.untimestamped_records = counts.untimestamped
+    row.mean_record_bytes = sums.read_bytes / sums.read_records if sums.read_records else 0.0
+    row.avg_ingress_bytes_per_sec = sums.read_bytes / window_seconds
+
+
+def _set_hours(row: Measurement, total: Estimate, sums: _Sums, states: str, read: np.ndarray) -> None:
+    """The row's per-hour and per-partition JSON: what a day merged from several captures is rebuilt from."""
+    if row.estimated:
+        for name, values in (
+            ("hour_bytes_variance", total.hour_variances),
+            ("hour_bytes_dof_terms", total.hour_dof_terms),
+            ("hour_offsets", total.hour_offsets),
+            ("hour_offset_bytes", total.hour_offset_bytes),
+        ):
+            setattr(row, name, json.dumps([float(value) for value in (values * read).tolist()]))
+    row.partition_bytes = "[" + ",".join(str(round(b)) for b in sums.partition_bytes) + "]"
+    row.partition_hour_bytes = json.dumps([[round(v) for v in hours.tolist()] for hours in sums.partition_hours])
+    row.skew = max(sums.partition_bytes) / sums.mean_partition if sums.mean_partition else 0.0
+    row.hours_captured = states
+    row.hour_records = json.dumps([round(value) for value in sums.hour_records.tolist()])
+    row.hour_bytes = json.dumps([round(value) for value in sums.hour_bytes.tolist()])
