@@ -80,6 +80,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "PEAK_BUCKET_SECONDS": "one of: 60, 300, 3600",
     "PROVISIONED_KAFKA_PROPERTIES": 'a JSON object of librdkafka properties, e.g. {"sasl.mechanism": "SCRAM-SHA-256"}',
     "API_KEY_READY_TIMEOUT_SECONDS": "a number of seconds greater than 0, e.g. 300",
+    "REPORTS_URL": "an http:// or https:// URL where REPORTS_DIR is served, e.g. http://127.0.0.1:8070/, or empty",
     "MEASUREMENT_STORE_URL": "empty for the DuckDB file at MEASUREMENT_STORE_PATH, "
     "or postgresql://user:password@host:port/database",
     # Results to a Kafka topic
@@ -212,6 +213,10 @@ class Settings(BaseSettings):
     # The records one chunk (a step process, a Celery task) reads before another pays off.
     records_per_chunk: int = Field(2_000_000, ge=1, alias="RECORDS_PER_CHUNK")
     reports_dir: Path = Field(Path("reports"), alias="REPORTS_DIR")
+    # Where a browser finds REPORTS_DIR over HTTP: the `reports` asset links each HTML report
+    # under it. The default is the report server's own (`outputs/report_server.py`, 127.0.0.1
+    # only); empty: no link, the preview only.
+    reports_url: str = Field("http://127.0.0.1:8070/", alias="REPORTS_URL")
     measurement_store_path: Path = Field(Path(".local/measurements.duckdb"), alias="MEASUREMENT_STORE_PATH")
     # Empty: the DuckDB file above. A PostgreSQL URL carries a password: never shown (repr, errors).
     measurement_store_url: str | None = Field(None, alias="MEASUREMENT_STORE_URL", repr=False)
@@ -231,6 +236,15 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) or value in {".", ".."}:
             raise ValueError("is not a legal Kafka topic name")
         return value
+
+    @field_validator("reports_url", mode="after")
+    @classmethod
+    def _reports_url(cls, value: str) -> str:
+        # A link the UI can open: a browser refuses file:// from an http page.
+        value = value.strip()
+        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("is not an http:// or https:// URL")
+        return value if not value or value.endswith("/") else value + "/"
 
     @field_validator("peak_bucket_seconds", mode="after")
     @classmethod

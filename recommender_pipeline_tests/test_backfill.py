@@ -66,6 +66,9 @@ def test_a_backfill_of_several_days_through_graphql_and_the_daemon(dataset, conf
         measured = backfill(server, ["topic_measurements"], [f"{d}|{k}" for d in (d2, d1) for k in keys])
         assert measured["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}
         assert len(measured["runs"]) == 2  # one run per day, each a range over the three topics
+        # Again over the same, now settled days: nothing to measure, and not "Failed" either.
+        again = backfill(server, ["topic_measurements"], [f"{d}|{k}" for d in (d2, d1) for k in keys])
+        assert again["status"] == "COMPLETED_SUCCESS", again
         recommended = backfill(server, ["topic_recommendations", "reports"], [d1.isoformat()])
         assert recommended["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}
         assert len(recommended["runs"]) == 1

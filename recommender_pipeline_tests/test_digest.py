@@ -58,6 +58,9 @@ def test_progress_counts_a_runs_topic_days_per_cluster_from_its_events():
             key = dg.MultiPartitionKey({"date": "2026-11-30", "topic": topic_key(cluster_id, topic)})
             yield dg.AssetMaterialization(asset_key="topic_measurements", partition=key)
         yield dg.AssetMaterialization(asset_key="something_else", partition="2026-11-30|lkc-1/orders")
+        # A topic-day an earlier run settled, re-reported (`topic_days.py`): not this run's progress.
+        settled = dg.MultiPartitionKey({"date": "2026-11-30", "topic": topic_key("lkc-2", "old")})
+        yield dg.AssetMaterialization(asset_key="topic_measurements", partition=settled, metadata={"settled": True})
         yield dg.Output(None)
 
     @dg.job

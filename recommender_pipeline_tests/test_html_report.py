@@ -7,7 +7,13 @@ import pandas as pd
 from markupsafe import escape
 
 from recommender_pipeline.clusters.topic_listing import NOT_SUPPORTED_REASON
-from recommender_pipeline.outputs.html_report import CHART_LIMIT, ReportInput, charted_topics, render_report
+from recommender_pipeline.outputs.html_report import (
+    CHART_LIMIT,
+    ReportInput,
+    charted_topics,
+    render_report,
+    report_preview,
+)
 from recommender_pipeline.outputs.reporting import with_not_supported
 from recommender_pipeline.settings import Settings
 from recommender_pipeline_testing.report_frames import MIB, history_frame, recommendations_frame
@@ -101,3 +107,55 @@ def test_topics_dagster_cannot_key_have_their_own_section_with_the_reason():
     assert re.findall(r"<tr class=\"not-supported\"><td>([^<]*)</td>", section) == ["&lt;b&gt;...&lt;/b&gt;", "x...y"]
     assert '<td class="num" data-v="12">12</td>' in section and html.count(escape(NOT_SUPPORTED_REASON)) == 2
     assert "not-supported" not in render(4)  # no section when every topic is keyable
+
+
+def test_the_overview_states_how_much_of_the_window_was_measured():
+    full = render(4)
+    assert "<b>3 of 3</b>days of the window measured (12 of 12 topic-days)</div>" in full
+    recommendations = recommendations_frame(4).assign(days_measured=1)
+    partial = render_report(
+        ReportInput("lkc-1", "2026-11-30", recommendations, history_frame(recommendations, 1), 10 * MIB / 3)
+    )
+    assert "<b>1 of 3</b>days of the window measured (4 of 12 topic-days): a partial window" in partial
+    assert 'class="card coverage partial"' in partial
+
+
+def test_one_unit_system_a_sort_marker_and_a_reason_that_wraps():
+    html = render(6)
+    labels = [text for text in re.findall(r"<text[^>]*>([^<]*)</text>", html) if "/s" in text]
+    assert labels and all(re.fullmatch(r"[125]0{0,2} (B|KiB|MiB|GiB)/s", label) for label in labels), labels
+    assert "kB/s" not in html and "MB/s" not in html and "10^" not in html and "\\times" not in html
+    assert '<th data-order="asc">topic</th>' in html  # the table's order, marked
+    assert "table.sortable td.reason, .reason { white-space: normal;" in html
+
+
+def test_a_fan_out_panel_draws_the_egress_it_came_from_and_links_by_id():
+    recommendations = recommendations_frame(2).assign(
+        binding=["fan_out", "min_recommended_partitions"],
+        fan_out=[3.0, None],
+        consumer_groups=[3, 0],
+        egress_bytes_in_window=[3 * MIB, 0],
+        producer_capacity_bytes_per_sec=10 * MIB,
+        consumer_capacity_bytes_per_sec=10 * MIB,
+        egress_capacity_bytes_per_sec=30 * MIB,
+    )
+    html = render_report(
+        ReportInput("lkc-1", "2026-11-30", recommendations, history_frame(recommendations), 10 * MIB / 3)
+    )
+    panel = html.split('id="topic-t0000"', 1)[1].split('<div class="topic"', 1)[0]
+    assert "daily peak x fan-out 3 (egress)" in panel and "egress capacity x now" in panel
+    assert "egress = daily peak x fan-out 3 (3 consumer groups read each byte), 3.00 MiB read in the window" in panel
+    other = html.split('id="topic-t0001"', 1)[1]
+    assert "fan-out" not in other.split("</table>", 1)[0]
+
+
+def test_the_preview_for_the_ui_says_the_overview_and_links_each_increase_to_its_panel():
+    recommendations = recommendations_frame(12)
+    report = ReportInput("lkc-1", "2026-11-30", recommendations, history_frame(recommendations), 10 * MIB / 3)
+    url = "http://127.0.0.1:8070/lkc-1-recommender-2026-11-30-abcd1234-report.html"
+    preview = report_preview(report, url)
+    assert preview.startswith("**lkc-1**, window 2026-11-28 to 2026-11-30: 3 of 3 days measured (36 of 36 topic-days)")
+    assert "| 12 | 2 | +3 | 1 | 8 | 1 |" in preview  # t0000 +1, t0005 +2
+    assert f"[t0005]({url}#topic-t0005)" in preview and preview.endswith(f"[Open the HTML report]({url})")
+    assert preview.index("t0005") < preview.index("t0000")  # the largest increase first
+    assert "not served: set REPORTS_URL" in report_preview(report, None)

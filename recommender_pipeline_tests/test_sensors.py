@@ -2,6 +2,7 @@
 Dagster's own contexts on a real instance and the real broker."""
 
 import json
+import re
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -12,8 +13,8 @@ from confluent_kafka.admin import AdminClient
 
 from recommender_pipeline.assets.measurements import measure_topic_chunk
 from recommender_pipeline.assets.partitions import HISTORY_DAYS, topics_partitions
+from recommender_pipeline.days import utc_today
 from recommender_pipeline.measuring import hours
-from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status
 from recommender_pipeline.orchestration.freshness import stale_days
 from recommender_pipeline.orchestration.sensors import (
@@ -71,6 +72,7 @@ def test_the_daily_tick_measures_the_day_just_closed_for_every_topic(configure, 
     assert request.tags["dagster/asset_partition_range_start"] == "2026-03-09|c1/orders"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-03-09|c2/audit"
     assert request.tags["kafka_cluster"] == "c1,c2"
+    assert request.tags["measures_day"] == "2026-03-09"  # named in the UI's tick preview
     assert daily_measurement_schedule.cron_schedule == "30 0 * * *"
     assert daily_measurement_schedule.execution_timezone == "UTC"
 
@@ -190,6 +192,10 @@ def test_topic_discovery_adds_new_topics_and_retires_deleted_ones_keeping_them(
 
     unchanged = evaluate(second.cursor)
     assert unchanged.run_requests == [] and unchanged.dynamic_partitions_requests == []
+    assert unchanged.skip_reason is not None  # the tick says what it saw
+    assert re.search(
+        r"listed \d+ topic\(s\) on 1 of 1 cluster\(s\): 0 new, 0 retired", unchanged.skip_reason.skip_message
+    )
 
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.delete_topics([f"{prefix}.first"])[f"{prefix}.first"].result()
@@ -207,6 +213,11 @@ def test_topic_discovery_adds_new_topics_and_retires_deleted_ones_keeping_them(
     assert isinstance(delete, dg.DeleteDynamicPartitionsRequest)
     assert delete.partition_keys == [f"local/{prefix}.first"]
     assert json.loads(fourth.cursor) == {}
+
+    # A key typed by hand in the UI without `<cluster_id>/` names no cluster: removed at once.
+    pipeline.instance.add_dynamic_partitions(topics_partitions.name, [f"{prefix}.typed"])
+    [typed] = evaluate(fourth.cursor).dynamic_partitions_requests
+    assert isinstance(typed, dg.DeleteDynamicPartitionsRequest) and typed.partition_keys == [f"{prefix}.typed"]
 
 
 def test_every_schedule_and_sensor_starts_stopped():

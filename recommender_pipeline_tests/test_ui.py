@@ -14,15 +14,18 @@ import os
 import re
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 
+from recommender_pipeline.outputs.report_server import serving
 from recommender_pipeline_testing.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from recommender_pipeline_testing.dagster_server import dagster_dev
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import CLUSTER_ID, CONFIG_VARIABLES, REPO
 from recommender_pipeline_testing.workloads import create_topic, produce
+from recommender_pipeline_tests.test_backfill import backfill
 
 README_SCREENSHOTS = REPO / "docs" / "screenshots"
 ASSETS = [  # all in one group: the lineage draws no group boxes and shows every asset at first sight
@@ -44,6 +47,7 @@ TABLE_COLUMNS = {
     "status": "status",
 }
 TIMEOUT_MS = 30_000
+BACKFILLS = "{ partitionBackfillsOrError(limit: 1) { ... on PartitionBackfills { results { id } } } }"
 
 
 def cells(row_text: str) -> list[str]:
@@ -81,9 +85,15 @@ def materialize_today(env: dict[str, str], cwd: Path) -> str:
 
 def test_ui_shows_the_asset_graph_and_a_days_recommendations(prefix, kafka_bootstrap, tmp_path):
     require_chromium()
+    with serving(tmp_path / "reports") as reports_url:
+        walk_the_ui(prefix, kafka_bootstrap, tmp_path, reports_url)
+
+
+def walk_the_ui(prefix: str, kafka_bootstrap: str, tmp_path: Path, reports_url: str) -> None:
+    """The command fills the instance (yesterday and today), then the browser walks the UI."""
     from playwright.sync_api import expect, sync_playwright
 
-    from recommender_pipeline.measuring.days import utc_today
+    from recommender_pipeline.days import utc_today
 
     today = utc_today()
     topics = {f"{prefix}.orders": (3, 600, 120), f"{prefix}.clicks": (1, 200, 40)}
@@ -96,8 +106,9 @@ def test_ui_shows_the_asset_graph_and_a_days_recommendations(prefix, kafka_boots
     config = {
         "KAFKA_CREDENTIALS": f'[{{"kafka_cluster_id": "{CLUSTER_ID}", "bootstrap.servers": "{kafka_bootstrap}"}}]',
         "TOPIC_FILTER": prefix,
-        "SAMPLING_DAYS": "1",
+        "SAMPLING_DAYS": "2",  # yesterday (settled: backfilled again below) and today
         "REPORTS_DIR": str(tmp_path / "reports"),
+        "REPORTS_URL": reports_url,
         "MEASUREMENT_STORE_PATH": str(tmp_path / "measurements.duckdb"),
         # The server runs in the repository root: never read a developer's .env there.
         "RECOMMENDER_ENV_FILE": str(tmp_path / "no.env"),
@@ -115,8 +126,8 @@ def test_ui_shows_the_asset_graph_and_a_days_recommendations(prefix, kafka_boots
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1920, "height": 1080})
-            # Belt and braces with --host-resolver-rules: the page may load nothing but the server.
-            context.route(lambda url: not url.startswith(server.url), lambda route: route.abort())
+            # Belt and braces with --host-resolver-rules: the page may load nothing but the servers.
+            context.route(lambda url: not url.startswith((server.url, reports_url)), lambda route: route.abort())
             page = context.new_page()
             page.set_default_timeout(TIMEOUT_MS)
             expect.set_options(timeout=TIMEOUT_MS)
@@ -161,21 +172,72 @@ def test_ui_shows_the_asset_graph_and_a_days_recommendations(prefix, kafka_boots
             assert metadata["topics"] == str(len(topics)), metadata
             assert metadata["window_end_day"] == day, metadata
             header = [cell.strip() for cell in table.locator("thead th").all_inner_texts()]
-            assert header[:7] == ["topic", "now", "recommended", "action", "binding", "status", "peak B/s"], header
+            assert header[:6] == ["topic", "now", "recommended", "change", "action", "reason"], header
             rows = [all_cells(row) for row in table.locator("tbody tr").all_inner_texts()]
             shown = pd.DataFrame(rows, columns=header).set_index("topic")
             for topic in topics:
                 for column, source in TABLE_COLUMNS.items():
                     assert shown.loc[topic, column] == report.loc[topic, source], (topic, column, shown.loc[topic])
-            # The columns a person acts on fit a 1600 px screen; the reason column follows them.
+            # What to act on first: the largest change first, and the change is recommended - now.
+            changes = [int(change) for change in shown["change"]]
+            assert changes == sorted(changes, reverse=True), shown
+            for topic in topics:
+                now, recommended = (
+                    int(report.loc[topic, "number_of_partitions"]),
+                    report.loc[topic, "recommended_partitions"],
+                )
+                increase = report.loc[topic, "action"] == "increase"
+                assert int(shown.loc[topic, "change"]) == (int(recommended) - now if increase else 0)
+            # The columns a person acts on, the reason included and whole, fit a 1600 px screen.
             page.set_viewport_size({"width": 1600, "height": 1000})
             page.wait_for_timeout(300)  # let the layout settle
-            status_cell = table.locator("thead th").nth(header.index("status"))
-            box = status_cell.bounding_box()
-            assert box is not None and box["x"] + box["width"] <= 1600, box
+            reason = header.index("reason")
+            for cell in [
+                table.locator("thead th").nth(reason),
+                *table.locator(f"tbody tr td:nth-child({reason + 1})").all(),
+            ]:
+                box = cell.bounding_box()
+                assert box is not None and box["x"] + box["width"] <= 1600, (cell.inner_text(), box)
+                assert cell.evaluate("e => e.scrollWidth <= e.clientWidth"), f"cut: {cell.inner_text()}"
             widen_to_fit(page, table)
             table.scroll_into_view_if_needed()
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(screenshots / "topic-recommendations.png"))
+            page.set_viewport_size({"width": 1600, "height": 1000})
+
+            # The report in one click: the `reports` asset's link opens it over HTTP.
+            page.goto(f"{server.url}/assets/reports?view=partitions&partition={day}")
+            expect(page.get_by_text("Latest materialization")).to_be_visible()
+            expect(page.get_by_text("report_preview", exact=True)).to_be_visible()
+            # The `html_report_local` entry: an http link whose text is its address.
+            link = page.locator(f'a[href^="{reports_url}"][href$="-report.html"]', has_text=reports_url).first
+            expect(link).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(screenshots / "reports.png"))
+            with context.expect_page() as opened:
+                link.click()
+            report_page = opened.value
+            report_page.wait_for_load_state("load")
+            assert report_page.url.startswith(reports_url), report_page.url
+            expect(report_page.locator("h1")).to_contain_text(f"{CLUSTER_ID}: partitions for the window ending {day}")
+            expect(report_page.locator("#coverage")).to_contain_text("2 of 2")
+            report_page.set_viewport_size({"width": 1600, "height": 1000})  # a new tab has the context's 1920
+            report_page.wait_for_timeout(300)  # let the layout settle
+            width = report_page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 1600, f"the report is {width} px wide in a 1600 px window"
+            report_page.close()
+
+            # A backfill over a day already measured: every run succeeds and so does the backfill.
+            server.wait_for_daemon()
+            yesterday = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+            keys = [f"{CLUSTER_ID}/{topic}" for topic in sorted(topics)]
+            again = backfill(server, ["topic_measurements"], [f"{yesterday}|{key}" for key in keys])
+            assert again["status"] == "COMPLETED_SUCCESS", again
+            [latest] = server.graphql(BACKFILLS)["partitionBackfillsOrError"]["results"]
+            page.goto(f"{server.url}/runs/b/{latest['id']}")
+            expect(page.get_by_text(re.compile(r"^(Completed|Succeeded|Success)$")).first).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(screenshots / "backfill.png"))
+            expect(page.get_by_text(re.compile(r"^[1-9]\d* failed$"))).to_have_count(0)  # was "5 failed"
         finally:
             browser.close()

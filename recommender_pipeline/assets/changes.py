@@ -43,8 +43,8 @@ def partition_changes(
     config: SettingsResource,
     kafka: KafkaResource,
 ) -> pd.DataFrame:
-    """`<cluster>-recommender-<epoch>-<day>-<run>-partition-changes.sh`, `...-rest-v3.json`, `.tf`
-    and `.json` beside each cluster's CSV reports, with their stem: the topics whose action is
+    """`<cluster>-recommender-<day>-<run>-partition-changes.sh`, `...-rest-v3.json`, `.tf` and
+    `.json` beside each cluster's CSV reports, with their stem: the topics whose action is
     `increase`, as commands, REST bodies, Terraform and a CI gate. Written, never applied;
     downstream of `topic_recommendations`, so its blocking sanity check gates these files too.
     Returns the files written."""

@@ -29,10 +29,12 @@ def cluster_inventory(
     kafka: KafkaResource,
     cloud: ConfluentCloudResource,
 ) -> pd.DataFrame:
-    """Per cluster, every topic with its partitions, replication factor, `cleanup.policy`,
-    `retention.ms` and internal flag, after `TOPIC_FILTER` and `INCLUDE_INTERNAL_TOPICS`.
-    Adds a `topics` dynamic partition for each new topic so it is measured from now on; the
-    inventory itself lives in the store's inventory table (`InventoryIOManager`)."""
+    """Start here: materialize this first (or turn on topic_discovery_sensor). Per cluster, every
+    topic with its partitions, replication factor, `cleanup.policy`, `retention.ms` and internal
+    flag, after `TOPIC_FILTER` and `INCLUDE_INTERNAL_TOPICS`. Adds a `topics` dynamic partition
+    (`<cluster_id>/<topic>`) for each new topic so it is measured from now on: until then
+    topic_measurements has no topics to pick. The inventory itself lives in the store's
+    inventory table (`InventoryIOManager`)."""
     settings = config.settings
     for warning in unknown_variable_warnings(config.env_file):  # a misspelt variable, said where runs are seen
         context.log.warning(warning)

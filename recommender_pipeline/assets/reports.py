@@ -1,6 +1,7 @@
 """Per cluster, the detail and summary CSV reports and the HTML report for a day's recommendations."""
 
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 import pandas as pd
@@ -9,7 +10,7 @@ from recommender_pipeline.assets.inventory import not_supported_topics
 from recommender_pipeline.assets.partitions import daily_partitions, history_start
 from recommender_pipeline.clusters.topic_listing import NOT_SUPPORTED
 from recommender_pipeline.errors import ReportWriteError
-from recommender_pipeline.outputs.html_report import ReportInput, peak_per_partition, render_report
+from recommender_pipeline.outputs.html_report import ReportInput, render_report, report_preview
 from recommender_pipeline.outputs.reporting import (
     detail_frame,
     report_paths,
@@ -17,7 +18,6 @@ from recommender_pipeline.outputs.reporting import (
     with_not_supported,
     write_report_set,
 )
-from recommender_pipeline.recommending.cluster_limits import capacities_for
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
 
 
@@ -36,14 +36,13 @@ def reports(
     day = context.partition_key
     # The topics Dagster cannot key were never measured; the inventory listed them aside.
     rows = with_not_supported(topic_recommendations, not_supported_topics(context.instance), day, settings)
-    written = []
+    written, previews = [], []
     if rows.empty:
         context.log.warning("no topics to report")
     else:
         # The charts show each topic's whole stored history, not only the window.
         first_day = min(history_start(), str(rows["window_start"].min()))
         history = store.read_measurements(first_day, day)
-        cluster_types = store.read_inventory().groupby("cluster_id")["cluster_type"].first().to_dict()
     for cluster_id, cluster_rows in rows.groupby("cluster_id", sort=True):
         paths = report_paths(settings.reports_dir, str(cluster_id), day, context.run.run_id)
         detail_path, summary_path, html_path = paths
@@ -54,18 +53,17 @@ def reports(
             summary_rows(cluster_rows, settings, recommendations["measuring_seconds"].sum()),
             columns=["stat", "value"],
         )
-        cluster_type = cluster_types.get(cluster_id)
-        capacities = capacities_for(cluster_type if isinstance(cluster_type, str) else "", settings)
-        html = render_report(
-            ReportInput(
-                cluster_id=str(cluster_id),
-                day=day,
-                recommendations=recommendations,
-                history=history.loc[history["cluster_id"] == cluster_id],
-                peak_per_partition=peak_per_partition(capacities, settings.required_throughput_factor),
-                not_supported=cluster_rows.loc[unsupported],
-            )
+        report = ReportInput(
+            cluster_id=str(cluster_id),
+            day=day,
+            recommendations=recommendations,
+            history=history.loc[history["cluster_id"] == cluster_id],
+            # The capacity each recommendation used (`topic_window.capacity_columns`), not rebuilt.
+            peak_per_partition=_peak_per_partition(recommendations),
+            not_supported=cluster_rows.loc[unsupported],
         )
+        html = render_report(report)
+        previews.append(report_preview(report, report_url(settings.reports_url, settings.reports_dir, html_path)))
         try:  # the three files, all or nothing
             write_report_set(paths, detail, summary, html)
         except ReportWriteError as error:
@@ -90,15 +88,18 @@ def reports(
         )
     files = pd.DataFrame(written, columns=["cluster_id", "kind", "path", "rows"])
     html_files = files.loc[files["kind"] == "html"]
-    # One link per cluster's HTML report; Dagster shows `path` and `url` metadata as links.
+    # One link per cluster's HTML report, over HTTP (a browser opens no file:// link from the UI),
+    # and the overview as Markdown: readable in the UI even where the link cannot be reached.
     links = {
-        f"html_report_{row.cluster_id}": dg.MetadataValue.url(Path(row.path).as_uri())
+        f"html_report_{row.cluster_id}": dg.MetadataValue.url(url)
         for row in html_files.itertuples()
+        if (url := report_url(settings.reports_url, settings.reports_dir, Path(row.path)))
     }
     if len(html_files) == 1:
         links["html_report"] = dg.MetadataValue.path(html_files["path"].iloc[0])
     context.add_output_metadata(
         {
+            "report_preview": dg.MetadataValue.md("\n\n---\n\n".join(previews) or "no topics to report"),
             **links,
             "files": dg.MetadataValue.md(files.to_markdown(index=False)),
             "paths": dg.MetadataValue.json(files["path"].tolist()),
@@ -107,3 +108,17 @@ def reports(
         }
     )
     return files
+
+
+def report_url(base: str, reports_dir: Path, path: Path) -> str | None:
+    """The report at `path` (inside `reports_dir`) under REPORTS_URL `base`, or None without one."""
+    if not base:
+        return None
+    relative = path.resolve().relative_to(reports_dir.resolve()).as_posix()
+    return base + quote(relative)
+
+
+def _peak_per_partition(recommendations: pd.DataFrame) -> float:
+    """The window peak one partition of the cluster takes, as its recommendations computed it."""
+    values = recommendations.get("peak_per_partition_bytes_per_sec", pd.Series(dtype=float)).dropna()
+    return float(values.iloc[0]) if not values.empty else 0.0

@@ -88,9 +88,18 @@ class MeasurementProgress:
                 event = record.event_log_entry.dagster_event
                 if event is None or event.asset_key != dg.AssetKey("topic_measurements") or not event.partition:
                     continue
+                if _settled(event):  # measured by an earlier run, re-reported: not progress
+                    continue
                 moved[split_topic_key(split_day_topic_key(event.partition)[1])[0]] += 1
             if not page.has_more:
                 break
         if moved and self.emit is not None:
             self.done.update(moved)
             self.emit(progress_line(self.day, self.done, self.totals, sorted(moved)))
+
+
+def _settled(event: dg.DagsterEvent) -> bool:
+    """Whether a materialization re-reports a topic-day an earlier run settled (`topic_days.py`)."""
+    data = event.step_materialization_data
+    settled = data.materialization.metadata.get("settled") if data else None
+    return bool(settled is not None and getattr(settled, "value", settled))

@@ -15,17 +15,14 @@ from recommender_pipeline.assets.partitions import (
     topic_key,
     topics_partitions,
 )
+from recommender_pipeline.assets.run_tags import RANGE_START, day_range_tags
 from recommender_pipeline.clusters.topic_listing import UNSUPPORTED_IN_KEYS, list_cluster_topics
-from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.days import utc_today
 from recommender_pipeline.orchestration.freshness import stale_days
-from recommender_pipeline.orchestration.jobs import (
-    RANGE_START,
-    day_range_tags,
-    inventory_job,
-    measurement_job,
-    recommendation_job,
-)
+from recommender_pipeline.orchestration.jobs import inventory_job, measurement_job, recommendation_job
 from recommender_pipeline.resources import KafkaResource, MeasurementStoreResource, SettingsResource
+
+DAY_TAG = "measures_day"  # on the schedules' runs: the UTC day each one measures
 
 
 def _measure_days(context: dg.ScheduleEvaluationContext, run_keys: dict[str, str]) -> list | dg.SkipReason:
@@ -35,7 +32,11 @@ def _measure_days(context: dg.ScheduleEvaluationContext, run_keys: dict[str, str
     if not keys:
         return dg.SkipReason("no topics yet: materialize cluster_inventory or turn on topic_discovery_sensor")
     clusters = {split_topic_key(key)[0] for key in keys}
-    return [dg.RunRequest(run_key=key, tags=day_range_tags(day, keys, clusters)) for day, key in run_keys.items()]
+    # The day as a tag of its own: the UI's tick preview lists each request by job and tags.
+    return [
+        dg.RunRequest(run_key=key, tags={**day_range_tags(day, keys, clusters), DAY_TAG: day})
+        for day, key in run_keys.items()
+    ]
 
 
 @dg.schedule(
@@ -204,6 +205,11 @@ def topic_discovery_sensor(context: dg.SensorEvaluationContext, kafka: KafkaReso
     today = utc_today()
     since = {key: since.get(key, today.isoformat()) for key in retired}
     expired = sorted(key for key, day in since.items() if date.fromisoformat(day) < today - timedelta(HISTORY_DAYS))
+    # A key typed by hand without `<cluster_id>/` names no cluster: never measured, removed now.
+    unkeyed = sorted(key for key in known if not split_topic_key(key)[1])
+    if unkeyed:
+        context.log.warning(f"removing partition key(s) that name no cluster (not <cluster_id>/<topic>): {unkeyed}")
+        expired = sorted({*expired, *unkeyed})
     changed = bool(new) or set(since) != set(json.loads(context.cursor or "{}"))
     if new:
         context.log.info(f"{len(new)} new topic(s): {new[:20]}")
@@ -213,10 +219,16 @@ def topic_discovery_sensor(context: dg.SensorEvaluationContext, kafka: KafkaReso
         context.log.info(f"{len(expired)} topic(s) retired over {HISTORY_DAYS} days ago leave the partitions")
     requests = [topics_partitions.build_add_request(new)] if new else []
     requests += [topics_partitions.build_delete_request(expired)] if expired else []
+    # What it saw, on the tick in the UI (which otherwise says only "0 runs requested").
+    seen = (
+        f"listed {len(live)} topic(s) on {len(listed_clusters)} of {len(kafka.connections())} cluster(s): "
+        f"{len(new)} new, {len(retired)} retired, {len(expired)} leaving the partitions"
+    )
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=f"inventory-{_fingerprint(live, retired)}")] if changed else [],
         dynamic_partitions_requests=requests,
         cursor=json.dumps({key: day for key, day in sorted(since.items()) if key not in expired}),
+        skip_reason=None if changed else f"{seen}; nothing changed since the last tick",
     )
 
 

@@ -11,8 +11,7 @@ charts; the table lists every topic.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +20,8 @@ import pandas as pd
 from markupsafe import Markup
 
 from recommender_pipeline.outputs.report_charts import ChartLines, topic_chart_svg
-from recommender_pipeline.recommending.model import Capacities
+from recommender_pipeline.outputs.units import amount, rate
+from recommender_pipeline.values import known
 
 CHART_LIMIT = 30  # topics drawn as charts; every topic is in the table
 INCREASES_CHARTED = 20  # of those, at most this many for the largest increases, the rest by peak
@@ -40,34 +40,6 @@ _ENVIRONMENT = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-
-
-def peak_per_partition(capacities: Capacities, required_throughput_factor: float) -> float:
-    """The window peak (bytes/s) one partition takes under the capacity model: the scaled peak
-    must fit both the producer and the consumer side (`model.capacity_terms`)."""
-    return min(capacities.producer, capacities.consumer) / required_throughput_factor
-
-
-def rate(value: object) -> str:
-    """Bytes per second as a person reads it (B/s, KiB/s, MiB/s); empty when unknown."""
-    if not _known(value):
-        return ""
-    number = float(value)
-    for unit, size in (("MiB/s", 1024**2), ("KiB/s", 1024)):
-        if abs(number) >= size:
-            return f"{number / size:,.2f} {unit}"
-    return f"{number:,.1f} B/s"
-
-
-def amount(value: object) -> str:
-    """Bytes as a person reads them; empty when unknown."""
-    if not _known(value):
-        return ""
-    number = float(value)
-    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if abs(number) >= size:
-            return f"{number / size:,.2f} {unit}"
-    return f"{number:,.0f} B"
 
 
 def charted_topics(recommendations: pd.DataFrame, limit: int = CHART_LIMIT) -> list[str]:
@@ -92,10 +64,38 @@ class ReportInput:
     day: str
     recommendations: pd.DataFrame  # the cluster's rows of `topic_recommendations`
     history: pd.DataFrame  # the cluster's rows of the measurement store, any days
-    peak_per_partition: float  # bytes/s, see `peak_per_partition`
+    peak_per_partition: float  # bytes/s: the recommendations' `peak_per_partition_bytes_per_sec`
     # Topics Dagster cannot key (`topic_listing.UNSUPPORTED_IN_KEYS`): never measured, listed apart
     # with the reason; rows with `topic_name`, `number_of_partitions` and `reason`.
     not_supported: pd.DataFrame | None = None
+
+
+def panel_id(topic: str) -> str:
+    """The id of a topic's chart panel in the page: `<report>#topic-<name>` links to it (topic
+    names hold only letters, digits, `.`, `_` and `-`, all valid in an id and a URL fragment)."""
+    return f"topic-{topic}"
+
+
+def coverage(frame: pd.DataFrame, history: pd.DataFrame) -> dict:
+    """How much of the window was measured: days with any measured topic of the window's days,
+    and measured topic-days of topics x days. A report from 1 of 3 days says so up front."""
+    window = _window(frame)
+    days = int(window["days"])
+    topics = int((frame["status"] != "not_measured").sum()) if len(frame) else 0
+    in_window = history
+    if len(history) and window["start"]:
+        dates = history["date"].astype(str).str[:10]
+        good = history["status"].isin(["measured", "empty"])
+        in_window = history.loc[good & (dates >= str(window["start"])) & (dates <= str(window["end"]))]
+    measured = in_window["date"].astype(str).str[:10].nunique() if len(in_window) else 0
+    topic_days = int(pd.to_numeric(frame.get("days_measured"), errors="coerce").fillna(0).sum()) if len(frame) else 0
+    return {
+        "days": days,
+        "days_measured": int(min(measured, days)),
+        "topic_days": topic_days,
+        "topic_days_total": topics * days,
+        "complete": days > 0 and measured >= days and topic_days >= topics * days,
+    }
 
 
 def render_report(report: ReportInput) -> str:
@@ -130,6 +130,7 @@ def render_report(report: ReportInput) -> str:
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         window=_window(frame),
         overview=_overview(frame),
+        coverage=coverage(frame, report.history),
         capacity=rate(report.peak_per_partition),
         forecast=forecast,
         forecast_days=_forecast_days(frame) if forecast else None,
@@ -192,7 +193,7 @@ def _overview(frame: pd.DataFrame) -> dict:
         "partitions_to_add": int(_change(frame).sum()) if len(frame) else 0,
         "cap": None,
     }
-    if _known(cap):
+    if known(cap):
         after = int(first["cluster_partitions_after"])
         overview["cap"] = {
             "cap": int(cap),
@@ -231,6 +232,8 @@ def _topic_facts(row: dict, forecast: bool) -> dict:
         "exact": exact,
         "days_measured": _int(row.get("days_measured")),
         "reason": _text(row.get("reason")),
+        "panel": panel_id(str(row["topic_name"])),
+        "evidence": _evidence(row),
     }
     if forecast:
         facts.update(
@@ -244,39 +247,104 @@ def _topic_facts(row: dict, forecast: bool) -> dict:
     return facts
 
 
+def _evidence(row: dict) -> str:
+    """What the binding term was computed from, in words: the groups and fan-out behind a
+    fan-out need, the lag-bound group behind a consumer-group need; empty for ingress terms,
+    whose evidence is the chart's daily peak."""
+    binding = row.get("binding")
+    if binding == "fan_out" and known(row.get("fan_out")):
+        groups = _int(row.get("consumer_groups"))
+        return (
+            f"egress = daily peak x fan-out {float(row['fan_out']):g}"
+            + (f" ({groups} consumer groups read each byte)" if groups is not None else "")
+            + f", {amount(row.get('egress_bytes_in_window')) or 'unknown'} read in the window"
+        )
+    if binding == "consumer_group":
+        group = _text(row.get("lag_bound_group")) or "a consumer group"
+        members = _int(row.get("largest_group_members"))
+        lag = _int(row.get("consumer_lag"))
+        return (
+            f"lag-bound group {group}: {members if members is not None else '?'} members, "
+            f"lag {lag if lag is not None else 'unknown'} records ({_text(row.get('lag_trend')) or 'trend unknown'})"
+        )
+    return ""
+
+
 def _chart_lines(row: dict, per_partition: float, day: str, forecast: bool) -> ChartLines:
-    lines = ChartLines(
-        capacity_now=per_partition * int(row["number_of_partitions"]),
-        capacity_recommended=per_partition * int(row["recommended_partitions"]),
-    )
+    now, recommended = int(row["number_of_partitions"]), int(row["recommended_partitions"])
+    fan_out, egress = row.get("fan_out"), row.get("egress_capacity_bytes_per_sec")
+    producer, consumer = row.get("producer_capacity_bytes_per_sec"), row.get("consumer_capacity_bytes_per_sec")
+    all_known = all(known(value) and float(value) > 0 for value in (fan_out, egress, producer, consumer))
+    if row.get("binding") == "fan_out" and all_known:
+        # The need came from egress (peak x factor x fan-out over what a partition serves): draw the
+        # peak x fan-out against the egress a partition serves over the same growth factor.
+        per_egress = float(egress) * per_partition / min(float(producer), float(consumer))
+        lines = ChartLines(
+            per_egress * now, per_egress * recommended, fan_out=float(fan_out), capacity_label="egress capacity"
+        )
+    else:
+        lines = ChartLines(capacity_now=per_partition * now, capacity_recommended=per_partition * recommended)
     days = row.get("forecast_days") if forecast else None
     peak = row.get("forecast_peak_ingress_bytes_per_sec") if forecast else None
-    if _known(days) and _known(peak):
-        return ChartLines(
-            lines.capacity_now,
-            lines.capacity_recommended,
-            forecast_day=date.fromisoformat(day) + timedelta(days=int(days)),
-            forecast_peak=float(peak),
+    if known(days) and known(peak):
+        return replace(
+            lines, forecast_day=date.fromisoformat(day) + timedelta(days=int(days)), forecast_peak=float(peak)
         )
     return lines
 
 
 def _interval(low: object, high: object, show) -> str:
-    return f"{show(low)} to {show(high)}" if _known(low) and _known(high) else ""
-
-
-def _known(value: object) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value)) and not pd.isna(value)
+    return f"{show(low)} to {show(high)}" if known(low) and known(high) else ""
 
 
 def _text(value: object) -> str:
     """A text cell; a missing one (None, NaN) is empty, never "nan"."""
-    return str(value) if _known(value) else ""
+    return str(value) if known(value) else ""
 
 
 def _int(value: object) -> int | None:
-    return int(value) if _known(value) else None
+    return int(value) if known(value) else None
 
 
 def _float(value: object) -> float | None:
-    return float(value) if _known(value) else None
+    return float(value) if known(value) else None
+
+
+PREVIEW_ROWS = 10  # increases listed in the UI's preview; the report has every topic
+
+
+def report_preview(report: ReportInput, url: str | None) -> str:
+    """The report's overview as Markdown, for the `reports` asset's metadata: readable in the
+    Dagster UI without opening anything, with a link to the report (and to each listed topic's
+    chart panel) when the reports are served at `url` (`report_server.py`)."""
+    frame = report.recommendations
+    overview, window, cover = _overview(frame), _window(frame), coverage(frame, report.history)
+    partial = "" if cover["complete"] else " **(a partial window: the numbers may change)**"
+    lines = [
+        f"**{report.cluster_id}**, window {window['start']} to {window['end']}: "
+        f"{cover['days_measured']} of {cover['days']} days measured "
+        f"({cover['topic_days']} of {cover['topic_days_total']} topic-days){partial}",
+        "",
+        "| topics | to increase | partitions to add | over-provisioned | keep | in error |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {overview['topics']} | {overview['increase']} | +{overview['partitions_to_add']} "
+        f"| {overview['over_provisioned']} | {overview['keep']} | {overview['error']} |",
+    ]
+    increases = frame.assign(change=_change(frame)).loc[lambda f: f["action"] == "increase"]
+    increases = increases.sort_values(["change", "peak_ingress_bytes_per_sec"], ascending=False).head(PREVIEW_ROWS)
+    if len(increases):
+        lines += ["", "| topic | now | recommended | change | binding |", "|---|---:|---:|---:|---|"]
+        for row in increases.to_dict("records"):
+            name = _markdown_cell(str(row["topic_name"]))
+            topic = f"[{name}]({url}#{panel_id(str(row['topic_name']))})" if url else name
+            lines.append(
+                f"| {topic} | {int(row['number_of_partitions'])} | {int(row['recommended_partitions'])} "
+                f"| +{int(row['change'])} | {_markdown_cell(_text(row.get('binding')))} |"
+            )
+    lines += ["", f"[Open the HTML report]({url})" if url else "The HTML report is not served: set REPORTS_URL."]
+    return "\n".join(lines)
+
+
+def _markdown_cell(text: str) -> str:
+    """Text safe in a Markdown table cell and link text (a topic name may hold `_`, `|` cannot)."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("_", "\\_").replace("[", "\\[").replace("]", "\\]")

@@ -18,6 +18,7 @@ import pandas as pd
 
 SVG_STYLE = {"svg.fonttype": "none", "svg.hashsalt": "recommender-pipeline", "font.size": 8}
 PEAK, AVERAGE, NOW, RECOMMENDED, FORECAST = "#c0392b", "#2874a6", "#7f8c8d", "#1e8449", "#8e44ad"
+EGRESS = "#d35400"
 _XML_PROLOGUE = re.compile(r"\A.*?(?=<svg)", re.DOTALL)
 # matplotlib's RDF block: a page of namespace URLs per chart, and nothing a reader sees.
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
@@ -31,6 +32,28 @@ class ChartLines:
     capacity_recommended: float  # the peak the recommended partitions take
     forecast_day: date | None = None
     forecast_peak: float | None = None
+    # When fan-out binds: the reads of each byte (every group's), drawn as the daily peak times
+    # it, against capacity lines in egress terms, so the chart shows the series the need came from.
+    fan_out: float | None = None
+    capacity_label: str = "capacity"
+
+
+def binary_ticks(low: float, high: float) -> list[float]:
+    """Tick values on a log axis from `low` to `high` in round binary units: 1, 10 and 100 B/s,
+    KiB/s, MiB/s..., with 2 and 5 of each added while fewer than three fall inside."""
+    for multiples in ((1, 10, 100), (1, 2, 5, 10, 20, 50, 100, 200, 500)):
+        ticks = [m * 1024.0**n for n in range(5) for m in multiples if low <= m * 1024.0**n <= high]
+        if len(ticks) >= 3:
+            break
+    return ticks
+
+
+def axis_rate(value: float, _position: object = None) -> str:
+    """A tick label in the panel's binary units: 512 B/s, 1 KiB/s, 97.7 KiB/s, 1.5 MiB/s."""
+    for unit, size in (("GiB/s", 1024**3), ("MiB/s", 1024**2), ("KiB/s", 1024)):
+        if abs(value) >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.3g} B/s"
 
 
 def topic_chart_svg(history: pd.DataFrame, lines: ChartLines, title: str) -> str:
@@ -45,7 +68,7 @@ def topic_chart_svg(history: pd.DataFrame, lines: ChartLines, title: str) -> str
     import matplotlib
     from matplotlib.dates import DateFormatter, DayLocator
     from matplotlib.figure import Figure
-    from matplotlib.ticker import EngFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     matplotlib.use("Agg")  # never a GUI backend in a step process (pyplot is not used, but a caller may)
     with matplotlib.rc_context(SVG_STYLE):
@@ -60,13 +83,17 @@ def topic_chart_svg(history: pd.DataFrame, lines: ChartLines, title: str) -> str
                 axes.fill_between(
                     days[estimated], low[estimated], high[estimated], color=PEAK, alpha=0.15, label="peak 95 % interval"
                 )
-            for column, color, size, label in (
-                ("peak_ingress_bytes_per_sec", PEAK, 3, "daily peak"),
-                ("avg_ingress_bytes_per_sec", AVERAGE, 2, "daily average"),
-            ):
+            series = [
+                (history["peak_ingress_bytes_per_sec"].astype(float), PEAK, 3, "daily peak"),
+                (history["avg_ingress_bytes_per_sec"].astype(float), AVERAGE, 2, "daily average"),
+            ]
+            if lines.fan_out:
+                egress = history["peak_ingress_bytes_per_sec"].astype(float) * lines.fan_out
+                series.insert(0, (egress, EGRESS, 3, f"daily peak x fan-out {lines.fan_out:g} (egress)"))
+            for values, color, size, label in series:
                 axes.plot(
                     days,
-                    history[column].astype(float),
+                    values,
                     color=color,
                     marker="o",
                     markersize=size,
@@ -77,14 +104,16 @@ def topic_chart_svg(history: pd.DataFrame, lines: ChartLines, title: str) -> str
         else:
             first = last = pd.Timestamp(lines.forecast_day or date.today())
         if lines.capacity_now > 0:
-            axes.axhline(lines.capacity_now, color=NOW, linestyle="--", linewidth=1, label="capacity x now")
+            axes.axhline(
+                lines.capacity_now, color=NOW, linestyle="--", linewidth=1, label=f"{lines.capacity_label} x now"
+            )
         if lines.capacity_recommended > 0 and not math.isclose(lines.capacity_recommended, lines.capacity_now):
             axes.axhline(
                 lines.capacity_recommended,
                 color=RECOMMENDED,
                 linestyle=":",
                 linewidth=1.5,
-                label="capacity x recommended",
+                label=f"{lines.capacity_label} x recommended",
             )
         if lines.forecast_day is not None and lines.forecast_peak is not None and lines.forecast_peak > 0:
             forecast_day = pd.Timestamp(lines.forecast_day)
@@ -107,7 +136,12 @@ def topic_chart_svg(history: pd.DataFrame, lines: ChartLines, title: str) -> str
         axes.set_xlim(first - timedelta(hours=12), last + timedelta(hours=12))
         axes.xaxis.set_major_locator(DayLocator(interval=max(1, math.ceil((span + 1) / 8))))
         axes.xaxis.set_major_formatter(DateFormatter("%b %d"))
-        axes.yaxis.set_major_formatter(EngFormatter(unit="B/s"))  # 1 kB/s, 10 MB/s: decimal decades
+        # Binary units as in the panel beside it (KiB/s, MiB/s): ticks at 1, 10, 100 of each unit
+        # (2 and 5 too on a narrow axis), never "1 kB/s" beside "4x10^2".
+        if axes.get_yscale() == "log":
+            axes.yaxis.set_major_locator(FixedLocator(binary_ticks(*axes.get_ylim())))
+            axes.yaxis.set_minor_formatter(NullFormatter())
+        axes.yaxis.set_major_formatter(FuncFormatter(axis_rate))
         axes.set_title(title, loc="left", fontsize=9)
         axes.grid(axis="y", linewidth=0.4, alpha=0.5)
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)

@@ -3,8 +3,11 @@
 A markdown table of every column is cut off at "recommended_partiti..." on a 1600 px screen, so
 the UI gets Dagster's table metadata (a `TableSchema`, which the UI renders with its headers and
 types) of the few columns a person acts on, in the order they read them: the topic, its partitions
-now and recommended, the action, what bound it, the row's status and the reason. The rows to act
-on come first. Every other column stays in the detail CSV (`reports`).
+now, recommended and the change, the action and the reason in short, then the status and what
+bound it. The asset page leaves the table about 700 px of a 1600 px window and cuts any cell at
+about 230 px, so the reason is a few words (`WHY`; the detail CSV and the HTML report have it
+whole) placed before the wide columns. Rows are in the order to act on them: the largest
+increase first.
 """
 
 import math
@@ -12,19 +15,37 @@ import math
 import dagster as dg
 import pandas as pd
 
+from recommender_pipeline.outputs.units import rate
+
+# The `status` values the recommendations carry (`topic_window.status_of`, `reporting`).
+STATUSES = "active, empty, error, not_measured or not_supported"
 # (column in the recommendations frame, header in the UI, Dagster type, what it means)
 UI_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("topic_name", "topic", "string", "the topic"),
     ("number_of_partitions", "now", "int", "partitions the topic has now"),
     ("recommended_partitions", "recommended", "int", "partitions recommended for the window"),
+    ("change", "change", "int", "recommended - now, for an increase; 0 otherwise (partitions are never removed)"),
     ("action", "action", "string", "increase, keep or over-provisioned (never a decrease); n/a without numbers"),
+    ("short_reason", "reason", "string", "why, in short (the detail CSV and the HTML report say it whole)"),
+    ("status", "status", "string", STATUSES),
     ("binding", "binding", "string", "the term that set the recommendation"),
-    ("status", "status", "string", "measured, estimated, error, not_measured..."),
-    ("peak_ingress_bytes_per_sec", "peak B/s", "float", "the window's busiest bucket, bytes per second"),
+    ("peak", "peak", "string", "the window's busiest bucket, per second (binary units)"),
     ("cluster_id", "cluster", "string", "the Kafka cluster"),
-    ("reason", "reason", "string", "why, in words"),
 )
+# The reason in words of what bound it, short enough for the UI's column (it cuts a cell at
+# about 230 px, 26 characters); a row without numbers shows the first words of its reason.
+WHY = {
+    "consumer_throughput": "peak ingress vs consumers",
+    "producer_throughput": "peak ingress vs producers",
+    "fan_out": "egress of every group",
+    "consumer_group": "members of a lagging group",
+    "min_consumption_throughput": "the throughput minimum",
+    "min_recommended_partitions": "the partition floor",
+    "required_consumption_throughput_factor": "seed model: the factor",
+    "no_records": "seed model: no records",
+}
 MAX_ROWS = 200  # a page the UI renders quickly; the detail CSV has every topic
+REASON_CHARS = 26  # what the UI shows of a cell before it cuts it
 ACTION_ORDER = {"increase": 0, "n/a": 1, "over-provisioned": 2, "keep": 3}
 
 
@@ -43,12 +64,49 @@ def _cell(value: object) -> str | int | float | bool | None:
     return str(value)
 
 
+def short_reason(reason: object, binding: object = None, limit: int = REASON_CHARS) -> str:
+    """What bound the recommendation, in words (`WHY`); otherwise the reason's first clause
+    (before ": N partitions vs M now" or "; more"), at most `limit` characters, cut with "…"."""
+    if isinstance(binding, str) and binding in WHY:
+        return WHY[binding]
+    text = reason if isinstance(reason, str) else ""
+    clause = text.split("; ")[0].split(": ")[0].strip()
+    return clause if len(clause) <= limit else clause[: limit - 1].rstrip() + "…"
+
+
+def table_rows(recommendations: pd.DataFrame, max_rows: int = MAX_ROWS) -> pd.DataFrame:
+    """The rows to show, in the order to act on them: increases by partitions to add (then
+    peak), then topics without numbers, over-provisioned and kept ones by cluster and topic."""
+    frame = recommendations.assign(
+        change=(recommendations["recommended_partitions"] - recommendations["number_of_partitions"])
+        .where(recommendations["action"] == "increase", 0)
+        .fillna(0)
+        .astype(int),
+        _order=recommendations["action"].map(ACTION_ORDER).fillna(len(ACTION_ORDER)),
+        short_reason=[
+            short_reason(reason, binding if action != "n/a" else None)
+            for reason, binding, action in zip(
+                recommendations.get("reason", pd.Series("", index=recommendations.index)),
+                recommendations.get("binding", pd.Series(None, index=recommendations.index)),
+                recommendations["action"],
+                strict=True,
+            )
+        ],
+        peak=recommendations["peak_ingress_bytes_per_sec"].map(rate),
+    )
+    increase = frame["_order"] == 0
+    sort_change = frame["change"].where(increase, 0)
+    sort_peak = frame["peak_ingress_bytes_per_sec"].where(increase, 0).fillna(0)
+    ordered = frame.assign(_change=-sort_change, _peak=-sort_peak).sort_values(
+        ["_order", "_change", "_peak", "cluster_id", "topic_name"], kind="stable"
+    )
+    return ordered.head(max_rows)
+
+
 def recommendations_table(recommendations: pd.DataFrame, max_rows: int = MAX_ROWS) -> dg.TableMetadataValue:
-    """The UI's table of a day's recommendations: topics to increase first, then the rest by
-    cluster and topic, at most `max_rows` rows."""
-    present = [column for column in UI_COLUMNS if column[0] in recommendations.columns]
-    order = recommendations.assign(_order=recommendations["action"].map(ACTION_ORDER).fillna(len(ACTION_ORDER)))
-    shown = order.sort_values(["_order", "cluster_id", "topic_name"], kind="stable").head(max_rows)
+    """The UI's table of a day's recommendations (`table_rows`), at most `max_rows` rows."""
+    shown = table_rows(recommendations, max_rows)
+    present = [column for column in UI_COLUMNS if column[0] in shown.columns]
     schema = dg.TableSchema(
         columns=[dg.TableColumn(header, kind, description) for _, header, kind, description in present]
     )
