@@ -51,9 +51,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from recommender_pipeline.days import HOUR_MS, HOURS_PER_DAY
 from recommender_pipeline.measuring import estimation
 from recommender_pipeline.measuring.attribution import DayTally
-from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY
 
 DAY_START = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000
 SECONDS_PER_HOUR = HOUR_MS / 1000

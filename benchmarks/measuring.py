@@ -68,7 +68,7 @@ import numpy as np
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY, day_end_ms, day_start_ms, utc_today
+from recommender_pipeline.days import HOUR_MS, HOURS_PER_DAY, day_end_ms, day_start_ms, utc_today
 from recommender_pipeline.measuring.measurement import Measurement, TopicSpec
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
 
@@ -623,9 +623,9 @@ class Run:
         print(line, flush=True)
 
 
-def small_topic_name(prefix: str, index: int) -> str:
+def small_topic_name(prefix: str, index: int, width: int = 4) -> str:
     # Fixed width, so "<prefix>.small.0000" names exactly one topic as a TOPIC_FILTER substring.
-    return f"{prefix}.small.{index:04d}"
+    return f"{prefix}.small.{index:0{width}d}"
 
 
 def ensure_small_topics(run: Run, count: int) -> None:

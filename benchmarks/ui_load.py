@@ -35,7 +35,7 @@ from pathlib import Path
 import dagster as dg
 
 from recommender_pipeline.assets.partitions import HISTORY_DAYS, daily_partitions, topic_key
-from recommender_pipeline.command.instance import INSTANCE_YAML as CLI_INSTANCE_YAML
+from recommender_pipeline.command.instance import instance_yaml
 from recommender_pipeline_testing.browser import CHROMIUM, CHROMIUM_ARGS
 from recommender_pipeline_testing.dagster_server import DagsterServer, dagster_dev
 
@@ -43,7 +43,7 @@ TARGET_SECONDS = 2.0
 PARTITION_LIMIT = 100_000
 CLUSTER = "local"
 ASSET = {"path": ["topic_measurements"]}
-INSTANCE_YAML = CLI_INSTANCE_YAML + "nux:\n  enabled: false\n"  # no first-visit modal in the browser
+NUX_OFF = "nux:\n  enabled: false\n"  # no first-visit modal in the browser
 
 # The asset page (Overview tab): header and definition, latest event with its metadata, live status.
 DEFINITION_QUERY = """
@@ -274,7 +274,7 @@ def run(args: argparse.Namespace, work: Path) -> bool:
     """Seeds, serves, times and prints the table; True when a target is missed."""
     home = work / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    (home / "dagster.yaml").write_text(instance_yaml(home) + NUX_OFF)
     started = time.perf_counter()
     topics, days = seed(home, args.topics, args.days)
     expected = Expected(topics, days)

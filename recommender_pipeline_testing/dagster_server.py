@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from recommender_pipeline.command.instance import INSTANCE_YAML
+from recommender_pipeline.command.instance import instance_yaml as command_instance_yaml
 from recommender_pipeline_testing.pipeline import CONFIG_VARIABLES, REPO, free_port
 
 T = TypeVar("T")
@@ -298,7 +298,7 @@ def dagster_dev(
     dagster_home.mkdir(parents=True, exist_ok=True)
     instance_yaml = dagster_home / "dagster.yaml"
     if not instance_yaml.exists():
-        instance_yaml.write_text(INSTANCE_YAML)
+        instance_yaml.write_text(command_instance_yaml(dagster_home))
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     dagster = Path(sys.executable).parent / "dagster"

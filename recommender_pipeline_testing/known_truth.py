@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from recommender_pipeline.measuring.days import DAY_MS, day_end_ms, day_start_ms
+from recommender_pipeline.days import DAY_MS, day_end_ms, day_start_ms
 from recommender_pipeline_testing.workloads import Record, at, create_topic, produce, send_records
 
 RETENTION_TWO_DAYS_MS = 2 * 86_400_000

@@ -14,8 +14,8 @@ import pytest
 
 from recommender_pipeline.assets.checks import ALL_CHECKS
 from recommender_pipeline.assets.partitions import topic_key, topics_partitions
+from recommender_pipeline.assets.run_tags import FORCE_TAG, FORCE_VALUE, day_range_tags
 from recommender_pipeline.definitions import defs
-from recommender_pipeline.orchestration.jobs import FORCE_TAG, FORCE_VALUE, day_range_tags
 from recommender_pipeline.resources import MeasurementStoreResource, build_resources
 from recommender_pipeline.settings import Settings
 

@@ -24,13 +24,8 @@ import dagster as dg
 
 from recommender_pipeline import definitions
 from recommender_pipeline.assets.partitions import split_topic_key, topics_partitions
-from recommender_pipeline.orchestration.jobs import (
-    FORCE_TAG,
-    FORCE_VALUE,
-    IN_PROCESS_RUN_CONFIG,
-    day_range_tags,
-    measurement_run_config,
-)
+from recommender_pipeline.assets.run_tags import FORCE_TAG, FORCE_VALUE, day_range_tags
+from recommender_pipeline.orchestration.jobs import IN_PROCESS_RUN_CONFIG, measurement_run_config
 
 BIN = Path(sys.executable).parent  # the environment's scripts: dagster-celery, celery
 
@@ -108,6 +103,8 @@ def main() -> None:
     parser.add_argument("--max-concurrent", type=int, default=0, help="multiprocess: chunk processes at once")
     parser.add_argument("--force", action="store_true", help="re-measure topic-days already in the store")
     args = parser.parse_args()
+    # One planned event per run, as the command and the README's deployments set it.
+    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
     print(json.dumps(measure_day(args.day, args.in_process, args.max_concurrent, args.force)))
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, OffsetSpec
 
-from recommender_pipeline.measuring.days import DAY_MS, day_end_ms, day_start_ms
+from recommender_pipeline.days import DAY_MS, day_end_ms, day_start_ms
 from recommender_pipeline.measuring.measurement import TopicSpec
 from recommender_pipeline_testing.known_truth import produce_transactions
 from recommender_pipeline_testing.workloads import Record, create_topic, produce

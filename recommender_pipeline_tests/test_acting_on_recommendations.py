@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from recommender_pipeline.assets import profiles
-from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.days import utc_today
 from recommender_pipeline_testing.workloads import Record, create_topic, produce
 
 

@@ -16,8 +16,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from recommender_pipeline.days import day_start_ms, iso_utc
 from recommender_pipeline.measuring import estimation
-from recommender_pipeline.measuring.days import day_start_ms, iso_utc
 from recommender_pipeline_testing.known_truth import Expected, LogDataset, in_interval, read_log
 from recommender_pipeline_testing.pipeline import Pipeline, apply_configuration
 

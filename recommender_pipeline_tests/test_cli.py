@@ -12,8 +12,8 @@ import pytest
 
 from recommender_pipeline.assets.partitions import HISTORY_DAYS, history_start
 from recommender_pipeline.command.cli import check_before_running
+from recommender_pipeline.days import utc_today
 from recommender_pipeline.errors import StoreError
-from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline_testing.pipeline import command_env
 

@@ -17,7 +17,7 @@ import pytest
 
 from recommender_pipeline.command.instance import COMMAND_TAG
 from recommender_pipeline.command.orphans import COMMAND_PID
-from recommender_pipeline.measuring.days import day_start_ms, utc_today
+from recommender_pipeline.days import day_start_ms, utc_today
 from recommender_pipeline_testing.pipeline import command_env
 from recommender_pipeline_testing.workloads import Record, create_topic, produce
 

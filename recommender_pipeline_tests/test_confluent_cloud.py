@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from recommender_pipeline.command import runs
+from recommender_pipeline.days import day_start_ms, iso_utc, utc_today
 from recommender_pipeline.errors import ConfluentApiError
-from recommender_pipeline.measuring.days import day_start_ms, iso_utc, utc_today
 from recommender_pipeline.measuring.measurement import TopicSpec
 from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
 from recommender_pipeline.resources import build_resources

@@ -7,7 +7,7 @@ import boto3
 import pytest
 from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
-from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.days import utc_today
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.workloads import create_topic, produce
 

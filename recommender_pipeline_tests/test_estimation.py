@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from recommender_pipeline.days import HOUR_MS, HOURS_PER_DAY
 from recommender_pipeline.measuring import estimation
 from recommender_pipeline.measuring.attribution import DayTally, LogBounds, Retention, day_retention
-from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY
 
 DAY_START = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000
 Log = list[tuple[int, int] | None]  # (timestamp, size) per offset, None for a gap

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from dagster_postgres import PostgresEventLogStorage
 from sqlalchemy.pool import NullPool
 
-from recommender_pipeline.command.instance import INSTANCE_YAML
+from recommender_pipeline.command.instance import instance_yaml
 from recommender_pipeline.orchestration.materializations import record_in_batches
 from recommender_pipeline.orchestration.sqlite_events import BatchingSqliteEventLogStorage
 
@@ -70,8 +70,8 @@ def _assert_all_recorded(instance: dg.DagsterInstance) -> None:
 
 
 def test_a_batch_is_one_write_on_the_embedded_sqlite_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    (tmp_path / "dagster.yaml").write_text(INSTANCE_YAML)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # opened by its path alone, as tools do
+    (tmp_path / "dagster.yaml").write_text(instance_yaml(tmp_path))
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage)
         assert _record(instance, BatchingSqliteEventLogStorage, monkeypatch) == [TOPIC_DAYS]

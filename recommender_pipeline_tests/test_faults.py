@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from recommender_pipeline.measuring.days import day_start_ms, utc_today
+from recommender_pipeline.days import day_start_ms, utc_today
 from recommender_pipeline.measuring.measurement import Status, TopicSpec
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
 from recommender_pipeline_testing.pipeline import REPO, command_env

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.days import utc_today
 from recommender_pipeline.recommending.forecast import MIN_FIT_DAYS, fit_trend
 from recommender_pipeline_testing.workloads import Record, at, create_topic, produce
 

@@ -11,15 +11,18 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from recommender_pipeline.assets.run_tags import day_range_tags
+from recommender_pipeline.days import utc_today
+from recommender_pipeline.definitions import defs
 from recommender_pipeline.measuring import records
-from recommender_pipeline.measuring.days import utc_today
-from recommender_pipeline.orchestration.jobs import IN_PROCESS_RUN_CONFIG, day_range_tags, measurement_job
+from recommender_pipeline.orchestration.jobs import IN_PROCESS_RUN_CONFIG, measurement_job
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import ALL_ASSETS, CLUSTER_ID
 from recommender_pipeline_testing.workloads import create_topic, produce, spread
 
 DAY = utc_today() - timedelta(days=1)
+MEASUREMENTS_PARTITIONS = defs.resolve_asset_graph().get(dg.AssetKey("topic_measurements")).partitions_def
 
 
 def get_measurement_job() -> dg.JobDefinition:
@@ -40,15 +43,16 @@ def topics_with_records(bootstrap: str, prefix: str, names: list[str]) -> dict[s
     return truth
 
 
-def materialized_topics(pipeline, result) -> set[str]:
+def materialized_topics(pipeline, result, settled: bool = False) -> set[str]:
     """The topics a run recorded as materialized partitions of `topic_measurements`, from the
-    instance's event log (the chunks record them in batches, outside the run's result events)."""
+    instance's event log (the chunks record them in batches, outside the run's result events):
+    those it measured, or with `settled` those an earlier run measured that it re-reported."""
     entries = pipeline.instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     events = [entry.asset_materialization for entry in entries]
     return {
         str(event.partition).split("/", 1)[1]
         for event in events
-        if event.asset_key == dg.AssetKey("topic_measurements")
+        if event.asset_key == dg.AssetKey("topic_measurements") and ("settled" in event.metadata) == settled
     }
 
 
@@ -69,6 +73,7 @@ def test_a_new_topic_costs_only_its_own_day_and_force_re_measures_all(configure,
     second = pipeline.measure(DAY)
     assert second.success
     assert materialized_topics(pipeline, second) == {f"{prefix}.new"}  # the settled topics were not read again
+    assert materialized_topics(pipeline, second, settled=True) == set(before)  # but reported, so not "failed"
     assert {topic: measured_at(pipeline, topic) for topic in before} == before
     assert pipeline.measurement(DAY, f"{prefix}.new")["records"] == 10
 
@@ -178,3 +183,43 @@ def test_rows_the_store_cannot_hold_become_error_rows_and_the_other_chunks_land(
     huge = pipeline.measurement(DAY, f"{prefix}.huge")
     assert huge["status"] == "error" and "could not be stored" in huge["reason"]
     assert pipeline.measurement(DAY, f"{prefix}.sane")["records"] == truth[f"{prefix}.sane"]
+
+
+def test_with_one_planned_event_per_run_the_partitions_show_what_was_measured_and_the_run_what_failed(
+    configure, pipeline, prefix, kafka_bootstrap, monkeypatch: pytest.MonkeyPatch
+):
+    """The README's trade (`DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS`, set by the command):
+    the Partitions tab shows the measured topic-days as materialized, in success and in failure;
+    a failed topic-day is not shown failed there, but the run fails naming it and the store holds
+    its error row (what the coverage check and the reports show)."""
+    monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+    truth = topics_with_records(kafka_bootstrap, prefix, ["ok", "bad"])
+    configure(TOPIC_FILTER=prefix, SAMPLING_DAYS=1, MAX_WORKERS_PER_CLUSTER=2, RECORDS_PER_CHUNK=1)
+    assert pipeline.inventory().success
+    measure = records.DayMeasurer.measure
+
+    def broken(self, topics, read_from=None):
+        if any(spec.topic.endswith(".bad") for spec in topics):
+            raise ValueError("simulated bug in one chunk")
+        return measure(self, topics, read_from)
+
+    monkeypatch.setattr(records.DayMeasurer, "measure", broken)
+    result = pipeline.measure(DAY)
+    assert not result.success
+    planned = pipeline.instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+    assert len(planned) == 1  # one for the run's whole range, not one per topic-day
+    keys = [f"{DAY.isoformat()}|{CLUSTER_ID}/{topic}" for topic in truth]
+    status = pipeline.instance.get_status_by_partition(dg.AssetKey("topic_measurements"), keys, MEASUREMENTS_PARTITIONS)
+    assert status[keys[0]] == dg.AssetPartitionStatus.MATERIALIZED
+    assert status[keys[1]] is None  # neither materialized nor shown failed in the Partitions tab...
+    failure = next(
+        event for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_FAILURE
+    ).step_failure_data
+    assert f"{prefix}.bad" in failure.error.message  # ...but the run's failure names it
+    assert pipeline.measurement(DAY, f"{prefix}.bad")["status"] == "error"  # and the store holds why
+
+    monkeypatch.setattr(records.DayMeasurer, "measure", measure)
+    assert pipeline.measure(DAY).success  # the retry measures the failed topic-day alone
+    status = pipeline.instance.get_status_by_partition(dg.AssetKey("topic_measurements"), keys, MEASUREMENTS_PARTITIONS)
+    assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
+    assert pipeline.measurement(DAY, f"{prefix}.bad")["records"] == truth[f"{prefix}.bad"]

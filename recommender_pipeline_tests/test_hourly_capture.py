@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from recommender_pipeline.days import DAY_MS, HOUR_MS, day_start_ms, utc_today
 from recommender_pipeline.measuring import estimation, hours
-from recommender_pipeline.measuring.days import DAY_MS, HOUR_MS, day_start_ms, utc_today
 from recommender_pipeline.measuring.measurement import TopicSpec
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
 from recommender_pipeline.resources import build_resources

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import date
 
+from recommender_pipeline.days import DAY_MS, HOUR_MS, day_start_ms
 from recommender_pipeline.measuring import hours
-from recommender_pipeline.measuring.days import DAY_MS, HOUR_MS, day_start_ms
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status
 
 DAY = date(2026, 3, 1)

@@ -38,7 +38,7 @@ def test_the_html_report_opens_offline_and_sorts_its_table(prefix, kafka_bootstr
     require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
-    from recommender_pipeline.measuring.days import utc_today
+    from recommender_pipeline.days import utc_today
 
     today = utc_today()
     days = [today - timedelta(days=2), today - timedelta(days=1), today]

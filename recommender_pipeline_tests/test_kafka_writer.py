@@ -16,8 +16,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from recommender_pipeline.assets.published import published_recommendations
 from recommender_pipeline.clusters.topic_listing import list_cluster_topics
+from recommender_pipeline.days import utc_today
 from recommender_pipeline.errors import ConfigurationError
-from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.outputs import kafka_writer
 from recommender_pipeline.resources import kafka_clients
 from recommender_pipeline_testing.known_truth import records_in_hour

@@ -21,7 +21,7 @@ import dagster as dg
 from recommender_pipeline import definitions
 from recommender_pipeline.assets.measurements import measure_topic_chunk
 from recommender_pipeline.assets.partitions import topics_partitions
-from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.days import utc_today
 from recommender_pipeline.orchestration.jobs import IN_PROCESS_RUN_CONFIG
 from recommender_pipeline_testing.dagster_server import LAUNCH_BACKFILL, dagster_dev, expect_type, wait_until
 from recommender_pipeline_testing.known_truth import records_in_hour

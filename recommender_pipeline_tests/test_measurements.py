@@ -6,8 +6,8 @@ import time
 import dagster as dg
 import pytest
 
+from recommender_pipeline.days import day_start_ms
 from recommender_pipeline.measuring import estimation
-from recommender_pipeline.measuring.days import day_start_ms
 from recommender_pipeline_testing.known_truth import Dataset, count_received, in_interval
 
 
@@ -200,7 +200,7 @@ def test_a_topic_name_dagster_cannot_key_is_left_out_not_fatal(configure, pipeli
 def test_a_partition_of_exactly_the_budget_is_read_whole_and_exact(
     configure, pipeline, prefix, kafka_bootstrap, monkeypatch
 ):
-    from recommender_pipeline.measuring.days import utc_today
+    from recommender_pipeline.days import utc_today
     from recommender_pipeline_testing.known_truth import records_in_hour
     from recommender_pipeline_testing.workloads import create_topic, produce
 

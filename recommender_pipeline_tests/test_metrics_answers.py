@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import requests
 
+from recommender_pipeline.days import day_start_ms, iso_utc, utc_today
 from recommender_pipeline.errors import ConfluentApiError, InvalidAnswerError
-from recommender_pipeline.measuring.days import day_start_ms, iso_utc, utc_today
 from recommender_pipeline.measuring.metrics_answers import MAX_PER_SECOND, checked_points, parse_page
 from recommender_pipeline.resources.confluent_cloud import RestClient, _answer_problem
 from recommender_pipeline_testing.ccloud_emulator import ConfluentCloudEmulator, CutBody, points

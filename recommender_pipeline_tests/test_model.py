@@ -5,7 +5,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from recommender_pipeline.measuring.days import unmeasurable_reason, window_days, window_length_days
+from recommender_pipeline.days import unmeasurable_reason, window_days, window_length_days
 from recommender_pipeline.outputs.reporting import summary_rows
 from recommender_pipeline.recommending.model import capacity_recommendation, seed_recommendation
 from recommender_pipeline.settings import MIB, RecommendationModel, Settings

@@ -4,8 +4,8 @@ the busiest one's rate, and buckets merging hour by hour like the captures they 
 import json
 from datetime import date
 
+from recommender_pipeline.days import day_start_ms
 from recommender_pipeline.measuring.attribution import DayTally
-from recommender_pipeline.measuring.days import day_start_ms
 from recommender_pipeline.measuring.hours import fine_peak, merge
 from recommender_pipeline.settings import Settings
 

@@ -97,7 +97,7 @@ def test_whole_graph_reports_every_topic_row_by_row(dataset, window, pipeline, t
     metadata = result.asset_materializations_for_node("topic_recommendations")[0].metadata
     assert metadata["topics"].value == 9
     table = metadata["recommendations"]  # Dagster table metadata, what the UI shows
-    assert [column.name for column in table.schema.columns][:4] == ["topic", "now", "recommended", "action"]
+    assert [column.name for column in table.schema.columns][:5] == ["topic", "now", "recommended", "change", "action"]
     assert {record.data["topic"] for record in table.records} == set(detail.index)
 
 
@@ -133,7 +133,7 @@ def test_a_topic_deleted_after_the_inventory_is_an_error_and_the_others_land(
 ):
     from confluent_kafka.admin import AdminClient
 
-    from recommender_pipeline.measuring.days import utc_today
+    from recommender_pipeline.days import utc_today
 
     day = utc_today()
     for name in ("keep", "doomed"):
@@ -164,7 +164,7 @@ def test_a_topic_deleted_after_the_inventory_is_an_error_and_the_others_land(
 @pytest.mark.brokers
 def test_the_one_command_measures_missing_days_and_writes_reports(prefix, kafka_bootstrap, tmp_path):
     """`recommender-pipeline` end to end in its own process, steps on the multiprocess executor."""
-    from recommender_pipeline.measuring.days import utc_today
+    from recommender_pipeline.days import utc_today
 
     today = utc_today()
     create_topic(kafka_bootstrap, f"{prefix}.events", 4)
@@ -258,7 +258,7 @@ def test_ctrl_c_stops_the_command_at_once_with_130_and_no_report(prefix, kafka_b
     import signal
     import time
 
-    from recommender_pipeline.measuring.days import day_start_ms, utc_today
+    from recommender_pipeline.days import day_start_ms, utc_today
     from recommender_pipeline_testing.workloads import Record
 
     yesterday = utc_today().fromordinal(utc_today().toordinal() - 1)
@@ -296,8 +296,8 @@ def test_a_cluster_that_cannot_be_reached_keeps_its_topics_as_errors_and_never_v
     configure, pipeline, prefix, kafka_bootstrap, monkeypatch, tmp_path
 ):
     from recommender_pipeline.clusters import topic_listing
+    from recommender_pipeline.days import utc_today
     from recommender_pipeline.measuring import records
-    from recommender_pipeline.measuring.days import utc_today
 
     # A refused connection is retried until the metadata timeout: 30 s each, 3 s here.
     monkeypatch.setattr(topic_listing, "TIMEOUT_SECONDS", 3)
@@ -374,7 +374,7 @@ def test_the_blocking_check_stops_the_reports_when_a_recommendation_is_wrong(
 def test_a_deleted_topic_leaves_the_inventory_but_keeps_its_measured_days(configure, pipeline, prefix, kafka_bootstrap):
     from confluent_kafka.admin import AdminClient
 
-    from recommender_pipeline.measuring.days import utc_today
+    from recommender_pipeline.days import utc_today
 
     day = utc_today()
     for name in ("stays", "goes"):
@@ -397,7 +397,7 @@ def test_a_topic_dagster_cannot_key_is_listed_as_not_supported_in_every_report(
     report, said only by a warning in the inventory run. It is listed, with the reason, never
     measured, and the checks still pass."""
     from recommender_pipeline.command.digest import digest
-    from recommender_pipeline.measuring.days import utc_today
+    from recommender_pipeline.days import utc_today
 
     day = utc_today()
     create_topic(kafka_bootstrap, f"{prefix}.ok", 2)

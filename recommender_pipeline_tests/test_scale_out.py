@@ -228,6 +228,7 @@ def test_a_day_through_celery_on_two_workers_stores_the_rows_of_the_embedded_run
         "topic_measurements.measure_topic_chunk",
     ] * 4 + ["topic_measurements.plan_measurement_chunks", "topic_measurements.summarize_measurements"]
     events = len(instance.all_logs(outcome["run_id"]))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "embedded_home"))  # the event log storage's folder
     with dg.DagsterInstance.from_config(str(tmp_path / "embedded_home")) as embedded_instance:
         embedded_events = len(embedded_instance.all_logs(embedded_outcome["run_id"]))
     print(

@@ -383,6 +383,7 @@ def test_concurrent_writers_in_two_processes_both_land(store, store_env):
 # The engines agree.
 
 
+@pytest.mark.integration  # PostgreSQL, through request.getfixturevalue
 def test_both_engines_return_the_same_frames(tmp_path, monkeypatch, request):
     for name in ("MEASUREMENT_STORE_URL", "MEASUREMENT_STORE_PATH"):
         monkeypatch.delenv(name, raising=False)
@@ -530,6 +531,7 @@ def _after(insert, seconds: float):
     return paused
 
 
+@pytest.mark.integration  # PostgreSQL, through request.getfixturevalue
 def test_postgresql_writers_of_disjoint_keys_do_not_wait_for_each_other(tmp_path, monkeypatch, request):
     for name in ("MEASUREMENT_STORE_URL", "MEASUREMENT_STORE_PATH"):
         monkeypatch.delenv(name, raising=False)

@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 from kafka import KafkaProducer
 
+from recommender_pipeline.days import utc_today
 from recommender_pipeline.measuring import estimation
-from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.measuring.measurement import Measurement, TopicSpec
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
 from recommender_pipeline.resources import build_resources

@@ -24,11 +24,12 @@ from recommender_pipeline.assets.partitions import (
     split_topic_key,
     topic_key,
 )
+from recommender_pipeline.assets.run_tags import FORCE_TAG, FORCE_VALUE
+from recommender_pipeline.assets.topic_days import partition_metadata, settled_materializations
 from recommender_pipeline.errors import RecommenderError
 from recommender_pipeline.measuring.measurement import Measurement, Method, Status, TopicSpec
 from recommender_pipeline.measuring.metrics_api import MetricsDayMeasurer
 from recommender_pipeline.measuring.records import DayMeasurer, SamplingLimits
-from recommender_pipeline.orchestration.jobs import FORCE_TAG, FORCE_VALUE
 from recommender_pipeline.orchestration.materializations import record_in_batches
 from recommender_pipeline.resources import (
     ConfluentCloudResource,
@@ -36,6 +37,7 @@ from recommender_pipeline.resources import (
     MeasurementStoreResource,
     SettingsResource,
 )
+from recommender_pipeline.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -146,11 +148,26 @@ def plan_measurement_chunks(
         pending = store.pending_reads(date.fromisoformat(day), topics, forced(context))
         todo += [f"{day}|{topic_key(c, name)}" for c, names in topics.items() for name in names if name in pending[c]]
     if len(todo) < len(keys):
-        context.log.info(f"{len(keys) - len(todo)} topic-day(s) already settled in the store, not re-measured")
+        # Re-reported from the store, so Dagster does not count them failed (`topic_days.py`).
+        settled = sorted(set(keys) - set(todo))
+        stored = store.read_measurements(min(by_day), max(by_day))
+        record_in_batches(context, settled_materializations(stored, settled))
+        context.log.info(
+            f"{len(settled)} topic-day(s) already settled in the store, not re-measured: "
+            "recorded as materialized with their stored numbers (settled: true)"
+        )
     # The Metrics API answers a whole cluster in a handful of queries: one chunk per cluster.
     per_cluster = settings.max_workers_per_cluster if settings.use_sample_records else 1
     work = store.recent_reads(min(by_day, default=None))
     chunks, skipped = plan_chunks(todo, cluster_inventory, per_cluster, work, settings.records_per_chunk)
+    # A key typed by hand in the UI ("Add a partition") without `<cluster_id>/` names no cluster.
+    unkeyed = [key for key in skipped if not split_topic_key(split_day_topic_key(key)[1])[1]]
+    if unkeyed:
+        context.log.error(
+            f"partition key(s) {unkeyed[:10]} name no cluster, not measured: topic keys are `<cluster_id>/<topic>` "
+            "(e.g. local/orders), added by cluster_inventory; topic_discovery_sensor removes such keys"
+        )
+    skipped = [key for key in skipped if key not in unkeyed]
     if skipped:
         context.log.warning(f"{len(skipped)} partition(s) skipped, topic not in the inventory: {skipped[:10]}")
     context.log.info(f"{len(todo)} of {len(keys)} partitions to measure, in {len(chunks)} chunks")
@@ -183,60 +200,15 @@ def measure_topic_chunk(
     reads = store.pending_reads(day, names, forced(context))[chunk.cluster_id]
     topics = [spec for spec in chunk.topics if spec.topic in reads]
     started = time.monotonic()
-    try:
-        if not topics:  # settled since the plan (a retry after another run measured them)
-            rows = []
-        elif settings.use_sample_records:
-            limits = SamplingLimits(
-                settings.sampling_batch_size,
-                settings.sampling_timeout_seconds,
-                settings.sampling_max_consecutive_nulls,
-                skew_ms=round(settings.timestamp_skew_seconds * 1000),
-                peak_bucket_ms=settings.peak_bucket_seconds * 1000,
-                retry_seconds=settings.kafka_retry_timeout_seconds,
-            )
-            measurer = DayMeasurer(
-                kafka.admin(chunk.cluster_id),
-                lambda overrides: kafka.consumer(chunk.cluster_id, overrides),
-                day,
-                limits,
-                log=context.log.info,
-            )
-            rows = measurer.measure(topics, reads)
-        else:
-            rows = MetricsDayMeasurer(
-                cloud.query_metrics,
-                chunk.cluster_id,
-                day,
-                log=context.log.info,
-                peak_bucket_seconds=settings.peak_bucket_seconds,
-            ).measure(topics)
+    try:  # settled since the plan (a retry after another run measured them): nothing to read
+        rows = _measure(context, chunk, topics, reads, settings, kafka, cloud) if topics else []
     except Exception as error:  # one chunk's failure must not sink the other chunks' rows
-        if isinstance(error, KafkaException):
-            detail = error.args[0].str()
-        elif isinstance(error, RecommenderError):
-            detail = str(error)
-        else:
-            detail = f"{type(error).__name__}: {error}"
-        reason = f"cluster {chunk.cluster_id} could not be measured: {detail}"
+        reason = f"cluster {chunk.cluster_id} could not be measured: {_detail(error)}"
         context.log.error(reason)
         rows = [Measurement.failed(spec, day, method, reason) for spec in topics]
     elapsed = time.monotonic() - started
     written = _store_or_fail(store, rows, spec_of={spec.topic: spec for spec in topics}, day=day, method=method)
-    # Each measured topic-day is a materialized partition with its own numbers, recorded in one
-    # batch (`materializations.py`): written one event at a time they cost more than the reading.
-    record_in_batches(
-        context,
-        [
-            dg.AssetMaterialization(
-                asset_key="topic_measurements",
-                partition=dg.MultiPartitionKey({"date": chunk.day, "topic": topic_key(chunk.cluster_id, row["topic"])}),
-                metadata=partition_metadata(row),
-            )
-            for row in written
-            if row["status"] != Status.ERROR
-        ],
-    )
+    _record_topic_days(context, chunk, written, store)
     kept = len(rows) - len(written)
     if kept:
         context.log.info(f"kept {kept} stored topic-day(s) that the new rows would have downgraded")
@@ -260,6 +232,76 @@ def measure_topic_chunk(
             metadata={"failed_topics": dg.MetadataValue.json(failed)},
         )
     yield dg.Output(statuses)
+
+
+def _measure(
+    context: dg.OpExecutionContext,
+    chunk: MeasurementChunk,
+    topics: list[TopicSpec],
+    reads: dict[str, int],
+    settings: Settings,
+    kafka: KafkaResource,
+    cloud: ConfluentCloudResource,
+) -> list[Measurement]:
+    """The chunk's topics measured by the configured method: record sampling or the Metrics API."""
+    day = date.fromisoformat(chunk.day)
+    if not settings.use_sample_records:
+        return MetricsDayMeasurer(
+            cloud.query_metrics,
+            chunk.cluster_id,
+            day,
+            log=context.log.info,
+            peak_bucket_seconds=settings.peak_bucket_seconds,
+        ).measure(topics)
+    limits = SamplingLimits(
+        settings.sampling_batch_size,
+        settings.sampling_timeout_seconds,
+        settings.sampling_max_consecutive_nulls,
+        skew_ms=round(settings.timestamp_skew_seconds * 1000),
+        peak_bucket_ms=settings.peak_bucket_seconds * 1000,
+        retry_seconds=settings.kafka_retry_timeout_seconds,
+    )
+    consumer = lambda overrides: kafka.consumer(chunk.cluster_id, overrides)  # noqa: E731
+    measurer = DayMeasurer(kafka.admin(chunk.cluster_id), consumer, day, limits, log=context.log.info)
+    return measurer.measure(topics, reads)
+
+
+def _detail(error: Exception) -> str:
+    """What went wrong, in the client's or our own words (a bug: its class and message)."""
+    if isinstance(error, KafkaException):
+        return error.args[0].str()
+    if isinstance(error, RecommenderError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _record_topic_days(
+    context: dg.OpExecutionContext, chunk: MeasurementChunk, written: list[dict], store: MeasurementStoreResource
+) -> None:
+    """Each measured topic-day becomes a materialized partition with its own numbers, in one batch
+    (`materializations.py`: written one event at a time they cost more than the reading); topics
+    settled since the plan, or whose stored row was kept, are re-reported from the store
+    (`topic_days.py`). Error rows are never recorded as materialized."""
+    measured = [row for row in written if row["status"] != Status.ERROR]
+    record_in_batches(
+        context,
+        [
+            dg.AssetMaterialization(
+                asset_key="topic_measurements",
+                partition=dg.MultiPartitionKey({"date": chunk.day, "topic": topic_key(chunk.cluster_id, row["topic"])}),
+                metadata=partition_metadata(row),
+            )
+            for row in measured
+        ],
+    )
+    reported = {row["topic"] for row in measured}
+    unreported = [
+        f"{chunk.day}|{topic_key(chunk.cluster_id, s.topic)}" for s in chunk.topics if s.topic not in reported
+    ]
+    if unreported:
+        stored = store.read_measurements(chunk.day, chunk.day)
+        ours = stored.loc[stored["cluster_id"] == chunk.cluster_id]
+        record_in_batches(context, settled_materializations(ours, unreported))
 
 
 def _store_or_fail(
@@ -290,30 +332,6 @@ def summarize_measurements(context: dg.OpExecutionContext, chunk_statuses: list[
     # No output: an output would materialize every partition of the run, settled ones included;
     # each chunk recorded its own topic-days' materializations.
     yield from ()
-
-
-def partition_metadata(row: dict) -> dict:
-    """What a person reads on a topic-day, with units; numbers Dagster can plot across days."""
-    metadata = {
-        "status": str(row["status"]),
-        "method": str(row["method"]),
-        "records": int(row["records"]),
-        "bytes": int(row["bytes"]),
-        "mean_record_bytes": float(round(row["mean_record_bytes"], 2)),
-        "avg_ingress_bytes_per_sec": float(round(row["avg_ingress_bytes_per_sec"], 3)),
-        "peak_ingress_bytes_per_sec": float(round(row["peak_ingress_bytes_per_sec"], 3)),
-        "partition_skew": float(round(row["skew"], 3)),
-        "exact": bool(row["exact"]),
-        "partial": bool(row["partial"]),
-        "late_records": int(row["late_records"]),
-        "hours_captured": row.get("hours_captured") or "",
-        "reason": row["reason"] or "",
-    }
-    for name in ("bytes_ci_low", "bytes_ci_high", "peak_ci_low", "peak_ci_high"):
-        value = row.get(name)
-        if value is not None and value == value:
-            metadata[name] = float(round(value, 3))
-    return metadata
 
 
 @dg.graph_asset(

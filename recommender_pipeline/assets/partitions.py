@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from recommender_pipeline.measuring.days import utc_today
+from recommender_pipeline.days import utc_today
 
 HISTORY_DAYS = 40  # days before today in Dagster's date dimension (the store keeps everything)
 TOPIC_KEY_SEPARATOR = "/"  # neither Kafka topic names nor our cluster ids can contain it

@@ -9,8 +9,8 @@ import pandas as pd
 from confluent_kafka import KafkaException
 
 from recommender_pipeline.assets.partitions import daily_partitions
+from recommender_pipeline.days import day_end_ms
 from recommender_pipeline.errors import ClusterUnreachableError
-from recommender_pipeline.measuring.days import day_end_ms
 from recommender_pipeline.profiling.consumers import consumer_groups_by_topic
 from recommender_pipeline.profiling.keys import sample_keys
 from recommender_pipeline.resources import KafkaResource, MeasurementStoreResource, SettingsResource

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from recommender_pipeline.assets.partitions import daily_partitions
-from recommender_pipeline.measuring.days import window_days
+from recommender_pipeline.days import window_days
 from recommender_pipeline.outputs.ui_tables import recommendations_table
 from recommender_pipeline.recommending.cluster_limits import cluster_headroom
 from recommender_pipeline.recommending.forecast import HISTORY_FOR_TREND_DAYS

@@ -31,8 +31,8 @@ from recommender_pipeline.command.digest import digest
 from recommender_pipeline.command.instance import open_instance
 from recommender_pipeline.command.runs import CommandOptions, run_recommendations
 from recommender_pipeline.command.stop_signals import StopSignals
+from recommender_pipeline.days import utc_today
 from recommender_pipeline.errors import ConfigurationError, RecommenderError, StoreError
-from recommender_pipeline.measuring.days import utc_today
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.settings import Settings, load_settings, unknown_variable_warnings
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from recommender_pipeline.clusters.topic_listing import NOT_SUPPORTED, UNSUPPORTED_IN_KEYS
-from recommender_pipeline.outputs.html_report import rate
+from recommender_pipeline.outputs.units import rate
 
 WIDTH = 120
 TOPIC_WIDTH = 48  # a longer topic name is cut in the middle, keeping its distinctive end

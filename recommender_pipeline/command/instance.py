@@ -9,6 +9,7 @@ Creating and migrating the instance under a file lock makes the second wait for 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -22,14 +23,23 @@ from recommender_pipeline.command.orphans import alive
 from recommender_pipeline.errors import RecommenderError
 
 DEFAULT_DAGSTER_HOME = Path(".local/dagster_home")
+
+
 # A new instance: no telemetry, and the SQLite event log that writes a chunk's materializations
 # in one transaction (`sqlite_events.py`; `deploy/dagster.yaml` names it too).
-INSTANCE_YAML = (
-    "telemetry:\n  enabled: false\n"
-    "event_log_storage:\n"
-    "  module: recommender_pipeline.orchestration.sqlite_events\n"
-    "  class: BatchingSqliteEventLogStorage\n"
-)
+def instance_yaml(home: Path) -> str:
+    """A new instance's dagster.yaml: no telemetry, and the SQLite event log that writes a chunk's
+    materializations in one transaction (`orchestration/sqlite_events.py`), its folder named too
+    for tools that open the instance by its path alone."""
+    return (
+        "telemetry:\n  enabled: false\n"
+        "event_log_storage:\n"
+        "  module: recommender_pipeline.orchestration.sqlite_events\n"
+        "  class: BatchingSqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {json.dumps(str(home.resolve() / 'history' / 'runs'))}\n"
+    )
+
+
 LOCK_SECONDS = 120  # how long a second command waits for the first to create the instance
 COMMAND_TAG = "recommender/command"  # host/pid of the command that runs a run in its own process
 IN_FLIGHT = [
@@ -62,7 +72,7 @@ def open_instance(log=print) -> Iterator[dg.DagsterInstance]:
         lock = FileLock(str(home / ".instance.lock"), timeout=LOCK_SECONDS)
         with lock:
             if not (home / "dagster.yaml").exists():
-                (home / "dagster.yaml").write_text(INSTANCE_YAML)
+                (home / "dagster.yaml").write_text(instance_yaml(home))
             instance = dg.DagsterInstance.get()
             # Touch every storage while holding the lock: SQLite storages create their tables and
             # stamp their schema version on first use.

@@ -18,18 +18,13 @@ import pandas as pd
 from recommender_pipeline import definitions
 from recommender_pipeline.assets.measurements import topic_work
 from recommender_pipeline.assets.partitions import split_topic_key, topic_key, topics_partitions
+from recommender_pipeline.assets.run_tags import FORCE_TAG, FORCE_VALUE, day_range_tags
 from recommender_pipeline.command import console
 from recommender_pipeline.command.instance import command_tags
 from recommender_pipeline.command.progress import MeasurementProgress
-from recommender_pipeline.measuring.days import utc_today, window_days
+from recommender_pipeline.days import utc_today, window_days
 from recommender_pipeline.orchestration.freshness import stale_days
-from recommender_pipeline.orchestration.jobs import (
-    FORCE_TAG,
-    FORCE_VALUE,
-    IN_PROCESS_RUN_CONFIG,
-    day_range_tags,
-    measurement_run_config,
-)
+from recommender_pipeline.orchestration.jobs import IN_PROCESS_RUN_CONFIG, measurement_run_config
 from recommender_pipeline.resources import build_resources
 from recommender_pipeline.resources.kafka_credentials import Provisioning, provisioned_credentials
 from recommender_pipeline.settings import Settings

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY
+from recommender_pipeline.days import HOUR_MS, HOURS_PER_DAY
 
 
 def header_size(headers: list[tuple[str, bytes | None]]) -> int:

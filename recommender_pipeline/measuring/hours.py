@@ -21,10 +21,9 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import date
 
-import pandas as pd
-
-from recommender_pipeline.measuring.days import HOUR_MS, HOURS_PER_DAY, day_start_ms, iso_utc
+from recommender_pipeline.days import HOUR_MS, HOURS_PER_DAY, day_start_ms, iso_utc
 from recommender_pipeline.measuring.estimation import day_intervals
+from recommender_pipeline.values import stored_flag
 
 COMPLETE, OPEN, PARTIAL, LOST, NOT_READ = "c", "o", "p", "x", "-"
 # Which capture of an hour wins: the more completely seen one; a tie of open or partial
@@ -274,11 +273,6 @@ def _downgrade(stored: dict, new: dict) -> bool:
 def _hours(row: dict, name: str) -> list[float]:
     text = row.get(name) or ""
     return json.loads(text) if text else [0.0] * HOURS_PER_DAY
-
-
-def stored_flag(value: object) -> bool:
-    """A stored boolean, NULL (None, NaN or NA: a row from before the column existed) as False."""
-    return False if pd.isna(value) else bool(value)
 
 
 def _date(value: object) -> date:

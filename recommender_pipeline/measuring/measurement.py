@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-from recommender_pipeline.measuring.days import HOUR_MS, day_end_ms, day_start_ms, iso_utc
+from recommender_pipeline.days import HOUR_MS, day_end_ms, day_start_ms, iso_utc
 
 
 class Status(StrEnum):

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 
 from recommender_pipeline.assets.partitions import HISTORY_DAYS
-from recommender_pipeline.measuring.days import window_days
+from recommender_pipeline.days import window_days
 from recommender_pipeline.resources.store.resource import MeasurementStoreResource
 
 RECOMMENDATIONS_KEY = dg.AssetKey("topic_recommendations")

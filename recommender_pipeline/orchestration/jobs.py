@@ -1,5 +1,5 @@
 """Jobs: inventory, one day's measurements, and a day's recommendations with their reports; and
-the run tags that shape their runs."""
+the run config that shapes their runs (the run tags: `assets/run_tags.py`)."""
 
 import dagster as dg
 
@@ -33,21 +33,6 @@ def measurement_run_config(max_concurrent: int = 0) -> dict:
 
 
 IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-CLUSTER_TAG = "kafka_cluster"
-
-
-def day_range_tags(day: str, keys: list[str] | tuple[str, str], clusters: set[str]) -> dict[str, str]:
-    """Tags that make one run measure one day of every topic key (first to last); the
-    `kafka_cluster` tag names the run's clusters in the UI. The instance keeps one measuring run
-    at a time whatever its tags, by the measuring op's pool (`deploy/dagster.yaml`)."""
-    return {RANGE_START: f"{day}|{keys[0]}", RANGE_END: f"{day}|{keys[-1]}", CLUSTER_TAG: ",".join(sorted(clusters))}
-
-
-# A measurement run with this tag re-measures topic-days already settled in the store, and
-# replaces them instead of merging (`hours.merge`): add it in the launchpad, or `--force`.
-FORCE_TAG, FORCE_VALUE = "remeasure", "force"
-
 measurement_job = dg.define_asset_job(
     "measurement_job",
     selection=dg.AssetSelection.assets("topic_measurements"),

@@ -27,14 +27,16 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage`, writing a batch of materializations in one transaction per shard."""
 
     def __init__(self, base_dir: str | None = None, inst_data=None):
-        if not base_dir and not os.environ.get("DAGSTER_HOME"):
-            raise ConfigurationError("BatchingSqliteEventLogStorage needs its base_dir or DAGSTER_HOME set")
-        base = base_dir or os.path.join(os.environ["DAGSTER_HOME"], "history", "runs")
-        super().__init__(base, inst_data=inst_data)
+        # Dagster's default SQLite event log folder under DAGSTER_HOME, wherever DAGSTER_HOME now
+        # is (a moved home keeps its history); `base_dir` serves a process that opens the instance
+        # by its path without DAGSTER_HOME set (`DagsterInstance.from_config`).
+        home = os.environ.get("DAGSTER_HOME")
+        if not home and not base_dir:
+            raise ConfigurationError("BatchingSqliteEventLogStorage needs DAGSTER_HOME set, or its base_dir")
+        super().__init__(os.path.join(home, "history", "runs") if home else base_dir, inst_data=inst_data)
 
     @classmethod
     def config_type(cls) -> dict:
-        # Optional: by default the same folder as Dagster's default SQLite event log.
         return {"base_dir": Field(StringSource, is_required=False)}
 
     @classmethod

@@ -10,8 +10,8 @@ from typing import NamedTuple
 import pandas as pd
 
 from recommender_pipeline.clusters.topic_listing import NOT_SUPPORTED
+from recommender_pipeline.days import window_days
 from recommender_pipeline.errors import ReportWriteError
-from recommender_pipeline.measuring.days import window_days
 from recommender_pipeline.measuring.measurement import Method
 from recommender_pipeline.outputs.atomic_files import AtomicWriteError, write_files_atomically
 from recommender_pipeline.recommending.model import to_mib

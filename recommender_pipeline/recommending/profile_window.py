@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from recommender_pipeline.values import known
+
 
 @dataclass(frozen=True)
 class ProfileFacts:
@@ -67,8 +69,8 @@ def profile_facts(profiles: pd.DataFrame | Sequence[tuple], partitions: int) -> 
     if shared:
         before, now = sum(previous[n]["lag"] for n in shared), sum(groups[n]["lag"] for n in shared)
         trend = "growing" if now > before else "shrinking" if now < before else "steady"
-    sampled = int(latest.key_sampled_records) if _known(latest.key_sampled_records) else 0
-    keyed = int(latest.keyed_records) if _known(latest.keyed_records) else 0
+    sampled = int(latest.key_sampled_records) if known(latest.key_sampled_records) else 0
+    keyed = int(latest.keyed_records) if known(latest.keyed_records) else 0
     hashes = json.loads(latest.key_hashes) if isinstance(latest.key_hashes, str) and latest.key_hashes else []
     return ProfileFacts(
         observed=True,
@@ -82,10 +84,6 @@ def profile_facts(profiles: pd.DataFrame | Sequence[tuple], partitions: int) -> 
         group_sizes=tuple(sorted(g["members"] for g in active)),
         key_sampled_records=sampled,
         keyed_share=keyed / sampled if sampled else None,
-        top_key_share=float(latest.top_key_share) if keyed and _known(latest.top_key_share) else None,
+        top_key_share=float(latest.top_key_share) if keyed and known(latest.top_key_share) else None,
         key_hashes=[tuple(h) for h in hashes],
     )
-
-
-def _known(value: object) -> bool:
-    return value is not None and not pd.isna(value)

@@ -18,9 +18,9 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from recommender_pipeline.measuring.days import window_days, window_length_days
+from recommender_pipeline.days import window_days, window_length_days
 from recommender_pipeline.measuring.estimation import Busiest, busiest_of
-from recommender_pipeline.measuring.hours import describe_missing, stored_flag
+from recommender_pipeline.measuring.hours import describe_missing
 from recommender_pipeline.measuring.measurement import Method
 from recommender_pipeline.profiling.keys import remapped_share
 from recommender_pipeline.recommending.cluster_limits import capacities_for
@@ -29,6 +29,7 @@ from recommender_pipeline.recommending.model import INCREASE, KEEP, Capacities, 
 from recommender_pipeline.recommending.partition_shape import PartitionShape, partition_shape
 from recommender_pipeline.recommending.profile_window import ProfileFacts, profile_facts
 from recommender_pipeline.settings import RecommendationModel, Settings
+from recommender_pipeline.values import known, stored_flag
 
 MEASURED = {"measured", "empty"}
 FORECAST_COLUMNS = (
@@ -144,7 +145,7 @@ def _bytes_interval(measured: list, total_bytes: int) -> tuple[float, float]:
     halves = []
     for row in measured:
         low, high = getattr(row, "bytes_ci_low", None), getattr(row, "bytes_ci_high", None)
-        halves.append((float(high) - float(low)) / 2 if _known(low) and _known(high) else 0.0)
+        halves.append((float(high) - float(low)) / 2 if known(low) and known(high) else 0.0)
     half = math.sqrt(sum(h * h for h in halves))
     return max(total_bytes - half, 0.0), total_bytes + half
 
@@ -157,11 +158,11 @@ def _busiest_day(measured: list) -> Busiest:
         return Busiest(0, 0.0, 0.0, 0.0)
     values = [float(row.peak_ingress_bytes_per_sec) for row in measured]
     lows = [
-        float(row.peak_ci_low) if _known(getattr(row, "peak_ci_low", None)) else v
+        float(row.peak_ci_low) if known(getattr(row, "peak_ci_low", None)) else v
         for row, v in zip(measured, values, strict=True)
     ]
     highs = [
-        float(row.peak_ci_high) if _known(getattr(row, "peak_ci_high", None)) else v
+        float(row.peak_ci_high) if known(getattr(row, "peak_ci_high", None)) else v
         for row, v in zip(measured, values, strict=True)
     ]
     return busiest_of(values, lows, highs)
@@ -222,7 +223,7 @@ def consumers_of(facts: ProfileFacts, window: WindowDays, totals: WindowTotals) 
     profiles, or unknown (None) when neither saw them, never zero readers."""
     egress = None
     if totals.by_metrics:
-        egress = sum(int(row.egress_bytes) for row in window.measured if _known(row.egress_bytes))
+        egress = sum(int(row.egress_bytes) for row in window.measured if known(row.egress_bytes))
     if totals.by_metrics and totals.bytes:
         fan_out: float | None = egress / totals.bytes
     else:
@@ -354,7 +355,7 @@ def _recommended(
         fan_out=row["fan_out"] or 0.0,
         lag_bound_members=facts.lag_bound_members,
         group_sizes=facts.group_sizes,
-        brokers=int(brokers) if _known(brokers) else 0,
+        brokers=int(brokers) if known(brokers) else 0,
     )
     result = recommend(
         demand=demand,
@@ -498,10 +499,6 @@ def _forecast(
 
 def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
-
-
-def _known(value: object) -> bool:
-    return value is not None and not pd.isna(value)
 
 
 def _explain(binding: str, recommended: int, current: int, action: str) -> str:

@@ -31,9 +31,9 @@ import duckdb
 import pandas as pd
 import sqlalchemy as sa
 
+from recommender_pipeline.days import window_days
 from recommender_pipeline.errors import StoreError
 from recommender_pipeline.measuring import hours
-from recommender_pipeline.measuring.days import window_days
 from recommender_pipeline.measuring.measurement import MEASUREMENT_COLUMNS, MEASUREMENT_KEY, Measurement
 from recommender_pipeline.resources.settings import SettingsResource
 from recommender_pipeline.resources.store.frames import incoming_frame, result_frame
