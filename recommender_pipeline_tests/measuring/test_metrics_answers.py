@@ -27,7 +27,7 @@ from recommender_pipeline.resources.confluent_cloud import RestClient, _answer_p
 from recommender_pipeline_testing.ccloud_emulator import ConfluentCloudEmulator, CutBody, points
 from recommender_pipeline_testing.known_truth import Dataset, records_in_hour
 from recommender_pipeline_testing.workloads import create_topic
-from recommender_pipeline_tests.test_confluent_cloud import cloud_variables, start_emulator
+from recommender_pipeline_tests.resources.test_confluent_cloud import cloud_variables, start_emulator
 
 CLUSTER = "lkc-answers"
 QUERY = "/v2/metrics/cloud/query"

@@ -25,7 +25,7 @@ from recommender_pipeline_testing.dagster_server import dagster_dev
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import CLUSTER_ID, CONFIG_VARIABLES, REPO
 from recommender_pipeline_testing.workloads import create_topic, produce
-from recommender_pipeline_tests.test_backfill import backfill
+from recommender_pipeline_tests.assets.test_backfill import backfill
 
 README_SCREENSHOTS = REPO / "docs" / "screenshots"
 ASSETS = [  # all in one group: the lineage draws no group boxes and shows every asset at first sight

@@ -26,7 +26,7 @@ from dagster_celery import celery_executor
 from dagster_k8s import K8sRunLauncher, k8s_job_executor
 from dagster_postgres import DagsterPostgresStorage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
 

@@ -8,7 +8,7 @@ from recommender_pipeline.command.progress import progress_line
 from recommender_pipeline.outputs.reporting import csv_text, detail_frame, with_not_supported
 from recommender_pipeline.settings import Settings
 from recommender_pipeline_testing.report_frames import recommendations_frame
-from recommender_pipeline_tests.test_reporting import recommended
+from recommender_pipeline_tests.outputs.test_reporting import recommended
 
 
 def test_the_digest_of_2000_topics_fits_one_screen():

@@ -1,0 +1,1 @@
+"""The assets, their planning, history and checks, through Dagster."""

@@ -1,0 +1,1 @@
+"""The one command: its checks, faults, digest and signals."""

@@ -1,0 +1,1 @@
+"""Jobs, schedules, sensors, executors, event batches, deployments."""

@@ -1,0 +1,1 @@
+"""Reports, the HTML report, change files, the results topic, the UI."""

@@ -1,0 +1,1 @@
+"""The doors: the store, credentials, Confluent Cloud and its emulator."""
