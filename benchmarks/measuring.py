@@ -276,13 +276,14 @@ def create_topics(admin: AdminClient, names: list[str], partitions: int, config:
         batch = [NewTopic(n, partitions, 1, config=config or {}) for n in names[index : index + TOPICS_PER_REQUEST]]
         for future in admin.create_topics(batch, operation_timeout=120, request_timeout=180).values():
             future.result()
-    deadline = time.monotonic() + 60
+    wait = 60 + 0.05 * len(names)  # thousands of new partitions take the broker a while
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:  # the broker's metadata may trail the controller's
         live = admin.list_topics(timeout=30).topics
         if all(n in live and len(live[n].partitions) == partitions for n in names):
             return
         time.sleep(0.2)
-    raise RuntimeError("created topics did not all appear in the metadata within 60 s")
+    raise RuntimeError(f"created topics did not all appear in the metadata within {wait:.0f} s")
 
 
 def delete_topics(admin: AdminClient, names: list[str]) -> None:
