@@ -17,17 +17,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 from recommender_pipeline.command.instance import instance_yaml
 from recommender_pipeline.orchestration.materializations import record_in_batches
+from recommender_pipeline_testing.instances import postgres_dagster_instance
 from recommender_pipeline_testing.pipeline import REPO
 
 ASSET = dg.AssetKey("benchmark_topic_days")
@@ -103,22 +101,10 @@ def postgres_instance() -> Iterator[dg.DagsterInstance]:
     script = str(REPO / "scripts" / "postgres-local")
     was_running = subprocess.run([script, "status"], stdout=subprocess.DEVNULL).returncode == 0
     url = subprocess.run([script, "start"], check=True, stdout=subprocess.PIPE, text=True).stdout.split()[-1]
-    schema = f"bench_events_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(
-        sa.make_url(url).set(drivername="postgresql+psycopg"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    pg_url = f"{url.replace('postgresql:', 'postgresql+psycopg2:')}?options=-csearch_path%3D{schema}"
     try:
-        with tempfile.TemporaryDirectory() as home:
-            Path(home, "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: '{pg_url}'\n")
-            with dg.DagsterInstance.from_config(home) as instance:
-                yield instance
+        with postgres_dagster_instance(url) as instance:
+            yield instance
     finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
         if not was_running:
             subprocess.run([script, "stop"], check=True, stdout=subprocess.DEVNULL)
 

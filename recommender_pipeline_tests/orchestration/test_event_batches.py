@@ -4,19 +4,17 @@ manager with `DagsterEventBatchMetadata`); these tests fail when a Dagster upgra
 the storage one batch, or loses a partition or its metadata on the way."""
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 from dagster_postgres import PostgresEventLogStorage
-from sqlalchemy.pool import NullPool
 
 from recommender_pipeline.command.instance import instance_yaml
 from recommender_pipeline.orchestration.materializations import record_in_batches
 from recommender_pipeline.orchestration.sqlite_events import BatchingSqliteEventLogStorage
+from recommender_pipeline_testing.instances import postgres_dagster_instance
 
 TOPIC_DAYS = 500
 ASSET = dg.AssetKey("batched_topic_days")
@@ -79,25 +77,10 @@ def test_a_batch_is_one_write_on_the_embedded_sqlite_storage(tmp_path: Path, mon
 
 
 @pytest.fixture
-def postgres_instance(postgres_url: str, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+def postgres_instance(postgres_url: str) -> Iterator[dg.DagsterInstance]:
     """A Dagster instance on PostgreSQL, in a schema of its own (dropped after the test)."""
-    schema = f"dagster_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(
-        sa.make_url(postgres_url).set(drivername="postgresql+psycopg"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{postgres_url.replace('postgresql:', 'postgresql+psycopg2:')}?options=-csearch_path%3D{schema}"
-    (tmp_path / "dagster.yaml").write_text(
-        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: '{url}'\n"
-    )
-    try:
-        with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-            yield instance
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_dagster_instance(postgres_url) as instance:
+        yield instance
 
 
 def test_a_batch_is_one_bulk_insert_on_postgresql(postgres_instance: dg.DagsterInstance, monkeypatch):
