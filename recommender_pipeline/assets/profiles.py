@@ -2,18 +2,20 @@
 
 import json
 import time
+from collections.abc import Hashable
 from datetime import UTC, date, datetime
 
 import dagster as dg
 import pandas as pd
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException
 
 from recommender_pipeline.assets.partitions import daily_partitions
 from recommender_pipeline.days import day_end_ms
 from recommender_pipeline.errors import ClusterUnreachableError
-from recommender_pipeline.profiling.consumers import consumer_groups_by_topic
+from recommender_pipeline.profiling.consumers import GroupOnTopic, consumer_groups_by_topic
 from recommender_pipeline.profiling.keys import sample_keys
 from recommender_pipeline.resources import KafkaResource, MeasurementStoreResource, SettingsResource
+from recommender_pipeline.settings import Settings
 
 # Lag and group membership can only be seen now: a day is observed until this long after it ends
 # (the daily schedule recommends for yesterday shortly after midnight), never later.
@@ -54,43 +56,8 @@ def topic_profiles(
     for cluster_id, topics in cluster_inventory.groupby("cluster_id", sort=True):
         partitions = dict(zip(topics["topic"], topics["partitions"].astype(int), strict=True))
         base = {"date": day.isoformat(), "cluster_id": cluster_id, "profiled_at": profiled_at}
-        try:
-            groups = consumer_groups_by_topic(kafka.admin(str(cluster_id)), partitions)
-        except (KafkaException, ClusterUnreachableError) as error:
-            failed[str(cluster_id)] = error.args[0].str() if isinstance(error, KafkaException) else str(error)
-            context.log.error(f"cluster {cluster_id}: consumer groups unavailable: {failed[str(cluster_id)]}")
-            groups = {}
-        consumer = kafka.consumer(str(cluster_id), {"isolation.level": "read_uncommitted"})
-        try:
-            for topic, count in partitions.items():
-                row = {
-                    **base,
-                    "topic": topic,
-                    "consumer_groups": json.dumps([g.as_dict() for g in groups.get(topic, [])]),
-                }
-                if str(cluster_id) in failed:
-                    row["error"] = f"consumer groups unavailable: {failed[str(cluster_id)]}"
-                if settings.key_sample_records:
-                    try:
-                        sample = sample_keys(
-                            consumer,
-                            topic,
-                            count,
-                            settings.key_sample_records,
-                            KEY_HASHES_KEPT,
-                            KEY_READ_TIMEOUT_SECONDS,
-                        )
-                        row.update(
-                            key_sampled_records=sample.records,
-                            keyed_records=sample.keyed,
-                            top_key_share=sample.top_key_share,
-                            key_hashes=json.dumps(sample.hashes),
-                        )
-                    except (KafkaException, RuntimeError) as error:  # this topic only
-                        row["error"] = f"keys not sampled: {error}"
-                rows.append(row)
-        finally:
-            consumer.close()
+        groups = _consumer_groups(context, kafka, cluster_id, partitions, failed)
+        rows += _profile_cluster(kafka, settings, cluster_id, partitions, base, groups, failed.get(str(cluster_id)))
         context.log.info(f"cluster {cluster_id}: profiled {len(partitions)} topics")
     store.write_profiles(rows)
     group_count = sum(len(json.loads(r["consumer_groups"])) for r in rows)
@@ -103,3 +70,70 @@ def topic_profiles(
             "clusters_failed": dg.MetadataValue.json(failed),
         }
     )
+
+
+def _consumer_groups(
+    context: dg.AssetExecutionContext,
+    kafka: KafkaResource,
+    cluster_id: Hashable,
+    partitions: dict[str, int],
+    failed: dict[str, str],
+) -> dict[str, list[GroupOnTopic]]:
+    """The cluster's consumer groups by topic; none, with the reason logged and kept in `failed`,
+    when they cannot be listed, so that the keys are still sampled."""
+    try:
+        return consumer_groups_by_topic(kafka.admin(str(cluster_id)), partitions)
+    except (KafkaException, ClusterUnreachableError) as error:
+        failed[str(cluster_id)] = error.args[0].str() if isinstance(error, KafkaException) else str(error)
+        context.log.error(f"cluster {cluster_id}: consumer groups unavailable: {failed[str(cluster_id)]}")
+        return {}
+
+
+def _profile_cluster(
+    kafka: KafkaResource,
+    settings: Settings,
+    cluster_id: Hashable,
+    partitions: dict[str, int],
+    base: dict,
+    groups: dict[str, list[GroupOnTopic]],
+    groups_error: str | None,
+) -> list[dict]:
+    """One row per topic of the cluster, read through one consumer that is always closed."""
+    rows: list[dict] = []
+    consumer = kafka.consumer(str(cluster_id), {"isolation.level": "read_uncommitted"})
+    try:
+        for topic, count in partitions.items():
+            row = {
+                **base,
+                "topic": topic,
+                "consumer_groups": json.dumps([g.as_dict() for g in groups.get(topic, [])]),
+            }
+            if groups_error is not None:
+                row["error"] = f"consumer groups unavailable: {groups_error}"
+            if settings.key_sample_records:
+                row.update(_key_columns(consumer, topic, count, settings))
+            rows.append(row)
+    finally:
+        consumer.close()
+    return rows
+
+
+def _key_columns(consumer: Consumer, topic: str, count: int, settings: Settings) -> dict:
+    """The topic's key sample columns, or an error for this topic only when it cannot be read."""
+    try:
+        sample = sample_keys(
+            consumer,
+            topic,
+            count,
+            settings.key_sample_records,
+            KEY_HASHES_KEPT,
+            KEY_READ_TIMEOUT_SECONDS,
+        )
+        return {
+            "key_sampled_records": sample.records,
+            "keyed_records": sample.keyed,
+            "top_key_share": sample.top_key_share,
+            "key_hashes": json.dumps(sample.hashes),
+        }
+    except (KafkaException, RuntimeError) as error:  # this topic only
+        return {"error": f"keys not sampled: {error}"}

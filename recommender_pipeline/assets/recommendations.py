@@ -13,6 +13,7 @@ from recommender_pipeline.recommending.cluster_limits import cluster_headroom
 from recommender_pipeline.recommending.forecast import HISTORY_FOR_TREND_DAYS
 from recommender_pipeline.recommending.topic_window import build_recommendations
 from recommender_pipeline.resources import MeasurementStoreResource, SettingsResource
+from recommender_pipeline.settings import Settings
 
 with warnings.catch_warnings():
     # Beta in this Dagster release, and exactly the mapping wanted: a day's recommendation
@@ -50,6 +51,20 @@ def topic_recommendations(
     if recommendations.empty:
         context.add_output_metadata({**window, "topics": 0})
         return recommendations
+    limits = _cluster_limits(context, cluster_inventory, recommendations, settings)
+    _add_limit_columns(recommendations, limits)
+    context.add_output_metadata(_recommendations_metadata(recommendations, window, limits, settings))
+    return recommendations
+
+
+def _cluster_limits(
+    context: dg.AssetExecutionContext,
+    cluster_inventory: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    settings: Settings,
+) -> dict[str, dict]:
+    """Per cluster with a partition cap, the cap and the partitions counted against it now and
+    after every increase, each logged (a warning when the increases would exceed it)."""
     limits = {}
     for cluster_id in sorted(recommendations["cluster_id"].unique()):
         room = cluster_headroom(cluster_id, cluster_inventory, recommendations, settings)
@@ -57,6 +72,11 @@ def topic_recommendations(
             continue
         limits[cluster_id] = {"cap": room.cap, "counted": room.counted, "now": room.now, "after": room.after}
         (context.log.warning if room.exceeded else context.log.info)(room.describe())
+    return limits
+
+
+def _add_limit_columns(recommendations: pd.DataFrame, limits: dict[str, dict]) -> None:
+    """Adds each row's cluster limits as columns, in place."""
     # Per row, so that each cluster's report can state its cap (`reporting.summary_rows`).
     for column, field in (
         ("cluster_partition_cap", "cap"),
@@ -65,29 +85,32 @@ def topic_recommendations(
         ("cluster_partitions_after", "after"),
     ):
         recommendations[column] = recommendations["cluster_id"].map(lambda c, f=field: limits.get(c, {}).get(f))
+
+
+def _recommendations_metadata(
+    recommendations: pd.DataFrame, window: dict[str, str], limits: dict[str, dict], settings: Settings
+) -> dict[str, object]:
+    """The asset's metadata, the window's days first: the counts, the forecast and the cluster limits."""
     counts = recommendations["action"].value_counts().to_dict()
-    context.add_output_metadata(
-        {
-            **window,
-            "topics": len(recommendations),
-            "topics_to_increase": int(counts.get("increase", 0)),
-            "topics_over_provisioned": int(counts.get("over-provisioned", 0)),
-            "topics_in_error": int((recommendations["status"] == "error").sum()),
-            "current_partitions": int(recommendations["number_of_partitions"].sum()),
-            "recommended_partitions": int(recommendations["recommended_partitions"].sum()),
-            "max_peak_ingress_bytes_per_sec": float(recommendations["peak_ingress_bytes_per_sec"].max()),
-            "bindings": dg.MetadataValue.json(recommendations["binding"].value_counts().to_dict()),
-            "topics_hot_key": int((recommendations["hot_key"] == "yes").sum()),
-            "topics_lag_growing": int((recommendations["lag_trend"] == "growing").sum()),
-            # FORECAST_DAYS ahead along each topic's trend of daily peaks (`forecast`).
-            "forecast_days": settings.forecast_days,
-            "topics_to_increase_by_forecast": int(
-                (recommendations["forecast_recommended_partitions"] > recommendations["number_of_partitions"]).sum()
-            ),
-            "forecast_recommended_partitions": int(recommendations["forecast_recommended_partitions"].fillna(0).sum()),
-            "cluster_limits": dg.MetadataValue.json(limits),
-            "clusters_over_cap": dg.MetadataValue.json(sorted(c for c, v in limits.items() if v["after"] > v["cap"])),
-            "recommendations": recommendations_table(recommendations),
-        }
-    )
-    return recommendations
+    return {
+        **window,
+        "topics": len(recommendations),
+        "topics_to_increase": int(counts.get("increase", 0)),
+        "topics_over_provisioned": int(counts.get("over-provisioned", 0)),
+        "topics_in_error": int((recommendations["status"] == "error").sum()),
+        "current_partitions": int(recommendations["number_of_partitions"].sum()),
+        "recommended_partitions": int(recommendations["recommended_partitions"].sum()),
+        "max_peak_ingress_bytes_per_sec": float(recommendations["peak_ingress_bytes_per_sec"].max()),
+        "bindings": dg.MetadataValue.json(recommendations["binding"].value_counts().to_dict()),
+        "topics_hot_key": int((recommendations["hot_key"] == "yes").sum()),
+        "topics_lag_growing": int((recommendations["lag_trend"] == "growing").sum()),
+        # FORECAST_DAYS ahead along each topic's trend of daily peaks (`forecast`).
+        "forecast_days": settings.forecast_days,
+        "topics_to_increase_by_forecast": int(
+            (recommendations["forecast_recommended_partitions"] > recommendations["number_of_partitions"]).sum()
+        ),
+        "forecast_recommended_partitions": int(recommendations["forecast_recommended_partitions"].fillna(0).sum()),
+        "cluster_limits": dg.MetadataValue.json(limits),
+        "clusters_over_cap": dg.MetadataValue.json(sorted(c for c, v in limits.items() if v["after"] > v["cap"])),
+        "recommendations": recommendations_table(recommendations),
+    }

@@ -104,6 +104,25 @@ def detail_frame(recommendations: pd.DataFrame, settings: Settings) -> pd.DataFr
     return frame.reindex(columns=DETAIL_LEADING_COLUMNS + DETAIL_ADDED_COLUMNS)
 
 
+class _Totals(NamedTuple):
+    """The topic and partition counts every summary statistic is derived from."""
+
+    topics: int
+    active: int
+    partitions: int
+    active_partitions: int
+    recommended: int
+
+
+class _ModelShares(NamedTuple):
+    """The statistics whose formula depends on the recommendation model."""
+
+    increase: float
+    decrease: float
+    active_average: float
+    total_records: int
+
+
 def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seconds: float) -> list[tuple]:
     """The original tool's statistics in its order, then ours.
 
@@ -116,35 +135,67 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
     seed = settings.recommendation_model is RecommendationModel.SEED
     not_supported = int((recommendations["status"] == NOT_SUPPORTED).sum()) if len(recommendations) else 0
     recommendations = recommendations[recommendations["status"] != NOT_SUPPORTED] if not_supported else recommendations
-    total_topics = len(recommendations)
     active = recommendations[recommendations["status"] == ACTIVE]
-    active_count = len(active)
-    total_partitions = int(recommendations["number_of_partitions"].sum()) if total_topics else 0
-    active_partitions = int(active["number_of_partitions"].sum())
-    total_recommended = int(active["recommended_partitions"].sum())
-    if seed:
-        if active_partitions > total_recommended:
-            decrease = (active_partitions - total_recommended) / active_partitions * 100
-            increase = 0.0
-        else:
-            increase = (total_recommended - active_partitions) / active_partitions * 100 if active_partitions else 0.0
-            decrease = 0.0
-        active_average = total_partitions / active_count if active_count else 0.0
-        total_records = int(recommendations["retained_records"].sum()) if total_topics else 0
-    else:
-        to_add = (active["recommended_partitions"] - active["number_of_partitions"]).clip(lower=0).sum()
-        spare = (active["number_of_partitions"] - active["recommended_partitions"]).clip(lower=0).sum()
-        increase = float(to_add) / active_partitions * 100 if active_partitions else 0.0
-        decrease = float(spare) / active_partitions * 100 if active_partitions else 0.0
-        active_average = active_partitions / active_count if active_count else 0.0
-        total_records = int(recommendations["records_in_window"].sum()) if total_topics else 0
-    hot = int((active["hot_partition_ingress"] == "yes").sum())
-    hot_egress = int((active["hot_partition_egress"] == "yes").sum())
-    method = recommendations["method"].iloc[0] if total_topics else "sampling_records"
-    sampling = method == "sampling_records"
+    totals = _totals(recommendations, active)
+    shares = _seed_shares(recommendations, totals) if seed else _capacity_shares(recommendations, active, totals)
+    method = recommendations["method"].iloc[0] if totals.topics else "sampling_records"
     rows = [
         ("elapsed_time_hours", elapsed_seconds / 3600),
         ("method", method),
+        *_settings_rows(settings, sampling=method == "sampling_records"),
+        *_partition_rows(totals, shares, settings),
+        *_hot_rows(active, totals.active),
+        *_outcome_rows(recommendations, settings, not_supported),
+        *_cap_rows(recommendations),
+    ]
+    return [(stat, value) for stat, value in rows if value is not None]
+
+
+def _totals(recommendations: pd.DataFrame, active: pd.DataFrame) -> _Totals:
+    """Counts the topics and partitions once, for every statistic that divides by them."""
+    total_topics = len(recommendations)
+    return _Totals(
+        topics=total_topics,
+        active=len(active),
+        partitions=int(recommendations["number_of_partitions"].sum()) if total_topics else 0,
+        active_partitions=int(active["number_of_partitions"].sum()),
+        recommended=int(active["recommended_partitions"].sum()),
+    )
+
+
+def _seed_shares(recommendations: pd.DataFrame, totals: _Totals) -> _ModelShares:
+    """The original tool's formulas, kept as they were for the seed model."""
+    active_partitions, total_recommended = totals.active_partitions, totals.recommended
+    if active_partitions > total_recommended:
+        decrease = (active_partitions - total_recommended) / active_partitions * 100
+        increase = 0.0
+    else:
+        increase = (total_recommended - active_partitions) / active_partitions * 100 if active_partitions else 0.0
+        decrease = 0.0
+    return _ModelShares(
+        increase=increase,
+        decrease=decrease,
+        active_average=totals.partitions / totals.active if totals.active else 0.0,
+        total_records=int(recommendations["retained_records"].sum()) if totals.topics else 0,
+    )
+
+
+def _capacity_shares(recommendations: pd.DataFrame, active: pd.DataFrame, totals: _Totals) -> _ModelShares:
+    """The statistics as named, per topic: partitions are never removed, so the decrease is spare."""
+    active_partitions = totals.active_partitions
+    to_add = (active["recommended_partitions"] - active["number_of_partitions"]).clip(lower=0).sum()
+    spare = (active["number_of_partitions"] - active["recommended_partitions"]).clip(lower=0).sum()
+    return _ModelShares(
+        increase=float(to_add) / active_partitions * 100 if active_partitions else 0.0,
+        decrease=float(spare) / active_partitions * 100 if active_partitions else 0.0,
+        active_average=active_partitions / totals.active if totals.active else 0.0,
+        total_records=int(recommendations["records_in_window"].sum()) if totals.topics else 0,
+    )
+
+
+def _settings_rows(settings: Settings, sampling: bool) -> list[tuple]:
+    """The settings the run used; the sampling ones are None (left out) unless records were sampled."""
+    return [
         ("required_consumption_throughput_factor", settings.required_throughput_factor),
         ("minimum_required_throughput_threshold", to_mib(settings.min_consumption_throughput)),
         ("default_partition_count", settings.min_recommended_partitions),
@@ -156,27 +207,49 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
             "sampling_max_continuous_failed_batches",
             settings.sampling_max_continuous_failed_batches if sampling else None,
         ),
+    ]
+
+
+def _partition_rows(totals: _Totals, shares: _ModelShares, settings: Settings) -> list[tuple]:
+    """The topic and partition statistics, in the original tool's order."""
+    total_topics, active_count = totals.topics, totals.active
+    return [
         ("total_topics", total_topics),
         ("internal_topics_included", settings.include_internal_topics),
         ("topic_filter", ",".join(settings.topic_filter) or "None"),
         ("active_topic_count", active_count),
         ("active_topic_percentage", active_count / total_topics * 100 if total_topics else 0.0),
-        ("total_partitions", total_partitions),
-        ("total_recommended_partitions", total_recommended),
-        ("active_total_partition_count", active_partitions),
-        ("percentage_decrease", decrease),
-        ("percentage_increase", increase),
-        ("total_records", total_records),
-        ("average_partitions_per_topic", total_partitions / total_topics if total_topics else 0.0),
-        ("active_average_partitions_per_topic", active_average),
+        ("total_partitions", totals.partitions),
+        ("total_recommended_partitions", totals.recommended),
+        ("active_total_partition_count", totals.active_partitions),
+        ("percentage_decrease", shares.decrease),
+        ("percentage_increase", shares.increase),
+        ("total_records", shares.total_records),
+        ("average_partitions_per_topic", totals.partitions / total_topics if total_topics else 0.0),
+        ("active_average_partitions_per_topic", shares.active_average),
         (
             "average_recommended_partitions_per_topic",
-            total_recommended / active_count if active_count else 0.0,
+            totals.recommended / active_count if active_count else 0.0,
         ),
+    ]
+
+
+def _hot_rows(active: pd.DataFrame, active_count: int) -> list[tuple]:
+    """How many active topics have a hot partition, on ingress and on egress."""
+    hot = int((active["hot_partition_ingress"] == "yes").sum())
+    hot_egress = int((active["hot_partition_egress"] == "yes").sum())
+    return [
         ("hot_partition_ingress_count", hot),
         ("hot_partition_ingress_percentage", hot / active_count * 100 if active_count else 0.0),
         ("hot_partition_egress_count", hot_egress),
         ("hot_partition_egress_percentage", hot_egress / active_count * 100 if active_count else 0.0),
+    ]
+
+
+def _outcome_rows(recommendations: pd.DataFrame, settings: Settings, not_supported: int) -> list[tuple]:
+    """Our statistics after the original's: the model, the window and what the topics need."""
+    total_topics = len(recommendations)
+    return [
         ("recommendation_model", settings.recommendation_model.value),
         ("consumer_throughput_per_partition_mib_per_sec", to_mib(settings.consumer_throughput_per_partition)),
         ("window_end", recommendations["window_end"].max() if total_topics else None),
@@ -187,9 +260,7 @@ def summary_rows(recommendations: pd.DataFrame, settings: Settings, elapsed_seco
         ),
         ("error_topic_count", int((recommendations["status"] == "error").sum()) if total_topics else 0),
         ("not_supported_topics", not_supported),
-        *_cap_rows(recommendations),
     ]
-    return [(stat, value) for stat, value in rows if value is not None]
 
 
 def _cap_rows(recommendations: pd.DataFrame) -> list[tuple]:

@@ -349,14 +349,7 @@ def _recommended(
     capacity_model = settings.recommendation_model is not RecommendationModel.SEED
     if capacity_model and row["status"] == "empty":
         return _idle(row, settings, reasons)
-    brokers = getattr(inventory_row, "cluster_brokers", 0)
-    demand = Demand(
-        peak_ingress_bytes_per_sec=row["peak_ingress_bytes_per_sec"],
-        fan_out=row["fan_out"] or 0.0,
-        lag_bound_members=facts.lag_bound_members,
-        group_sizes=facts.group_sizes,
-        brokers=int(brokers) if known(brokers) else 0,
-    )
+    demand = _demand(row, inventory_row, facts)
     result = recommend(
         demand=demand,
         mean_record_bytes=row["mean_record_bytes"],
@@ -366,39 +359,19 @@ def _recommended(
         capacities=capacities,
     )
     needed = result.needed_partitions or result.recommended_partitions
-    notes = [_explain(result.binding, result.recommended_partitions, current, result.action)]
-    if result.recommended_partitions != needed:
-        notes.append(f"{needed} needed, rounded to {result.recommended_partitions} ({settings.partition_rounding})")
     unknown = _unweighed_terms(facts, row, capacity_model)
-    if unknown:
-        notes.append(
-            f"consumers not observed: no topic_profiles in the window, so the {' and '.join(unknown)} "
-            "term(s) could not be weighed (materialize topic_profiles for a day in the window)"
-        )
+    notes = _result_notes(result, needed, current, settings, unknown)
     hot_key = _hot_key(row, shape, settings, capacities)
     if hot_key:
         reasons.append(
             f"hot key: adding partitions will not spread it (the busiest partition carries "
             f"{shape.busiest_share:.0%} of the bytes)"
         )
-    remapped = None
-    if result.action == INCREASE and (facts.keyed_share or bool(inventory_row.is_compacted)):
-        remapped = remapped_share(facts.key_hashes, current, result.recommended_partitions, settings.partitioner)
-        if remapped is not None:
-            reasons.append(
-                f"remap warning: {remapped:.0%} of keyed records would move to another partition "
-                f"({settings.partitioner}); per-key order breaks across the change"
-            )
+    remapped = _remapped(result, inventory_row, facts, current, settings, reasons)
     forecast = _forecast(
         measurements, end_day, row["peak_ingress_bytes_per_sec"], demand, current, settings, capacities
     )
-    # Both counts rounded alike (PARTITION_ROUNDING): a flat trend never reads as growth.
-    if (forecast["forecast_recommended_partitions"] or 0) > result.recommended_partitions:
-        reasons.append(
-            f"forecast: {forecast['forecast_recommended_partitions']} partitions in {settings.forecast_days} days "
-            f"(daily peak {forecast['trend_slope_bytes_per_sec_per_day']:+,.1f} B/s a day over "
-            f"{forecast['trend_fit_days']} days)"
-        )
+    _note_forecast(forecast, result.recommended_partitions, settings, reasons)
     terms = {f"{name}_term": result.terms.get(name, 0) for name in TERM_COLUMNS}
     terms |= {f"{name}_term": None for name in unknown}
     return {
@@ -409,6 +382,65 @@ def _recommended(
         "keys_remapped_share": remapped,
         "reason": "; ".join(notes + reasons),
     }
+
+
+def _demand(row: dict, inventory_row, facts: ProfileFacts) -> Demand:
+    """What the topic asks of its partitions: the window's peak, its readers and its brokers."""
+    brokers = getattr(inventory_row, "cluster_brokers", 0)
+    return Demand(
+        peak_ingress_bytes_per_sec=row["peak_ingress_bytes_per_sec"],
+        fan_out=row["fan_out"] or 0.0,
+        lag_bound_members=facts.lag_bound_members,
+        group_sizes=facts.group_sizes,
+        brokers=int(brokers) if known(brokers) else 0,
+    )
+
+
+def _result_notes(
+    result: Recommendation, needed: int, current: int, settings: Settings, unknown: list[str]
+) -> list[str]:
+    """The notes that explain the result: what set the need, its rounding, the terms not weighed."""
+    notes = [_explain(result.binding, result.recommended_partitions, current, result.action)]
+    if result.recommended_partitions != needed:
+        notes.append(f"{needed} needed, rounded to {result.recommended_partitions} ({settings.partition_rounding})")
+    if unknown:
+        notes.append(
+            f"consumers not observed: no topic_profiles in the window, so the {' and '.join(unknown)} "
+            "term(s) could not be weighed (materialize topic_profiles for a day in the window)"
+        )
+    return notes
+
+
+def _remapped(
+    result: Recommendation,
+    inventory_row,
+    facts: ProfileFacts,
+    current: int,
+    settings: Settings,
+    reasons: list[str],
+) -> float | None:
+    """The share of keyed records an increase would move to another partition (None when it
+    moves none or is unknown), with a warning in `reasons`: per-key order breaks across it."""
+    remapped = None
+    if result.action == INCREASE and (facts.keyed_share or bool(inventory_row.is_compacted)):
+        remapped = remapped_share(facts.key_hashes, current, result.recommended_partitions, settings.partitioner)
+        if remapped is not None:
+            reasons.append(
+                f"remap warning: {remapped:.0%} of keyed records would move to another partition "
+                f"({settings.partitioner}); per-key order breaks across the change"
+            )
+    return remapped
+
+
+def _note_forecast(forecast: dict, recommended: int, settings: Settings, reasons: list[str]) -> None:
+    """Adds the forecast to `reasons` when it asks for more partitions than today's peak."""
+    # Both counts rounded alike (PARTITION_ROUNDING): a flat trend never reads as growth.
+    if (forecast["forecast_recommended_partitions"] or 0) > recommended:
+        reasons.append(
+            f"forecast: {forecast['forecast_recommended_partitions']} partitions in {settings.forecast_days} days "
+            f"(daily peak {forecast['trend_slope_bytes_per_sec_per_day']:+,.1f} B/s a day over "
+            f"{forecast['trend_fit_days']} days)"
+        )
 
 
 def _unweighed_terms(facts: ProfileFacts, row: dict, capacity_model: bool) -> list[str]:
