@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from recommender_pipeline.settings import Settings
 from recommender_pipeline_testing.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from recommender_pipeline_testing.known_truth import records_in_hour
 from recommender_pipeline_testing.pipeline import CLUSTER_ID, REPO, command_env
@@ -67,11 +68,15 @@ def test_the_html_report_opens_offline_and_sorts_its_table(prefix, kafka_bootstr
     by_peak = detail.sort_values("peak_ingress_bytes_per_sec")["topic_name"].tolist()
     assert len(set(detail["peak_ingress_bytes_per_sec"])) == 3  # no tie: one right order
 
-    # The link the `reports` asset's metadata gives the UI is the file the command printed.
+    # The link the `reports` asset's metadata gives the UI is the report the command printed.
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("reports"))
-        url = event.asset_materialization.metadata[f"html_report_{CLUSTER_ID}"].value
-    assert url == Path(html_path).as_uri()
+        metadata = event.asset_materialization.metadata
+        url, path = metadata[f"html_report_{CLUSTER_ID}"].value, metadata["html_report"].value
+    # Over HTTP under REPORTS_URL (a browser opens no file:// link from the UI), and its path.
+    assert url == Settings.model_fields["reports_url"].default + Path(html_path).name
+    assert path == html_path
+    opened = Path(html_path).as_uri()  # offline, from the file: the report needs nothing else
 
     screenshots = README_SCREENSHOTS if os.environ.get("REFRESH_SCREENSHOTS") == "1" else tmp_path / "screenshots"
     screenshots.mkdir(parents=True, exist_ok=True)
@@ -85,10 +90,10 @@ def test_the_html_report_opens_offline_and_sorts_its_table(prefix, kafka_bootstr
                 requested.append(route.request.url)
                 route.abort()
 
-            context.route(lambda address: address != url, refuse)
+            context.route(lambda address: address != opened, refuse)
             page = context.new_page()
             page.set_default_timeout(TIMEOUT_MS)
-            page.goto(url, wait_until="load")
+            page.goto(opened, wait_until="load")
             expect(page.locator("h1")).to_contain_text(f"{CLUSTER_ID}: partitions for the window ending {today}")
             expect(page.locator("div.topic svg")).to_have_count(3)  # every topic charted: fewer than 30
             assert sorted(topic_column(page)) == sorted(detail["topic_name"])
