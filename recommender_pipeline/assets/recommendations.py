@@ -8,7 +8,7 @@ import pandas as pd
 
 from recommender_pipeline.assets.partitions import daily_partitions
 from recommender_pipeline.days import window_days
-from recommender_pipeline.outputs.ui_tables import recommendations_table
+from recommender_pipeline.outputs.ui_tables import history_markdown, recommendations_table
 from recommender_pipeline.recommending.cluster_limits import cluster_headroom
 from recommender_pipeline.recommending.forecast import HISTORY_FOR_TREND_DAYS
 from recommender_pipeline.recommending.topic_window import build_recommendations
@@ -53,7 +53,10 @@ def topic_recommendations(
         return recommendations
     limits = _cluster_limits(context, cluster_inventory, recommendations, settings)
     _add_limit_columns(recommendations, limits)
-    context.add_output_metadata(_recommendations_metadata(recommendations, window, limits, settings))
+    metadata = _recommendations_metadata(recommendations, window, limits, settings)
+    days = [day.isoformat() for day in window_days(end_day, settings.sampling_days)]
+    metadata["topic_history"] = dg.MetadataValue.md(history_markdown(recommendations, measurements, days))
+    context.add_output_metadata(metadata)
     return recommendations
 
 

@@ -11,6 +11,7 @@ increase first.
 """
 
 import math
+from urllib.parse import quote
 
 import dagster as dg
 import pandas as pd
@@ -114,3 +115,60 @@ def recommendations_table(recommendations: pd.DataFrame, max_rows: int = MAX_ROW
         dg.TableRecord({header: _cell(row[source]) for source, header, _, _ in present}) for _, row in shown.iterrows()
     ]
     return dg.MetadataValue.table(records, schema)
+
+
+HISTORY_ROWS = 25  # topics in the history view: the first rows of the table, in its order
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(peaks: list[float | None]) -> str:
+    """One bar per day scaled to the busiest, `·` for a day without a measurement."""
+    known_peaks = [peak for peak in peaks if peak is not None]
+    top = max(known_peaks, default=0.0)
+    bars = []
+    for peak in peaks:
+        if peak is None:
+            bars.append("·")
+        else:
+            bars.append(BARS[min(int(peak / top * (len(BARS) - 1) + 0.5), len(BARS) - 1)] if top else BARS[0])
+    return "".join(bars)
+
+
+def history_markdown(recommendations: pd.DataFrame, measurements: pd.DataFrame, days: list[str]) -> str:
+    """Each topic's window, day by day, beside its recommendation, in the table's order: the daily
+    peaks as bars, their range, and a link to each measured day's partition of
+    `topic_measurements` (its numbers, as the chunk recorded them). Dagster's table cells hold no
+    links and its plots interleave every topic's days, so this is where one topic's history and
+    the evidence behind its number are read."""
+    shown = table_rows(recommendations, HISTORY_ROWS)
+    by_topic = {
+        (cluster, topic): rows.set_index(rows["date"].astype(str))
+        for (cluster, topic), rows in measurements.groupby(["cluster_id", "topic"])
+    }
+    lines = [
+        f"Daily peaks over the window {days[0]} to {days[-1]} (· a day not measured); each date opens that "
+        "topic-day's measurement.",
+        "",
+        "| topic | now → recommended | daily peak | lowest - busiest day | measured days |",
+        "|---|---|---|---|---|",
+    ]
+    for row in shown.itertuples():
+        stored = by_topic.get((row.cluster_id, row.topic_name))
+        measured = [] if stored is None else [d for d in days if d in stored.index]
+        peaks = [float(stored.loc[day, "peak_ingress_bytes_per_sec"]) if day in measured else None for day in days]
+        values = [peak for peak in peaks if peak is not None]
+        span = f"{rate(min(values))} - {rate(max(values))}" if values else "none measured"
+        links = " ".join(f"[{day[5:]}]({measurement_url(day, row.cluster_id, row.topic_name)})" for day in measured)
+        lines.append(
+            f"| {row.topic_name} | {row.number_of_partitions} → {row.recommended_partitions} | "
+            f"`{sparkline(peaks)}` | {span} | {links or '-'} |"
+        )
+    if len(recommendations) > len(shown):
+        lines += ["", f"The first {len(shown)} of {len(recommendations)} topics; every topic is in the HTML report."]
+    return "\n".join(lines)
+
+
+def measurement_url(day: str, cluster_id: str, topic: str) -> str:
+    """The Dagster UI's page of one topic-day partition of `topic_measurements` (a path on the
+    webserver that shows this metadata, so it works wherever the UI is served)."""
+    return f"/assets/topic_measurements?partition={quote(f'{day}|{cluster_id}/{topic}', safe='')}"

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 import pandas as pd
@@ -99,6 +100,10 @@ def test_whole_graph_reports_every_topic_row_by_row(dataset, window, pipeline, t
     table = metadata["recommendations"]  # Dagster table metadata, what the UI shows
     assert [column.name for column in table.schema.columns][:5] == ["topic", "now", "recommended", "change", "action"]
     assert {record.data["topic"] for record in table.records} == set(detail.index)
+    # Each topic's days, each measured one linked to its topic-day partition (`ui_tables.history_markdown`).
+    history = metadata["topic_history"].value
+    assert all(f"| {topic} |" in history for topic in detail.index)
+    assert f"partition={quote(str(metadata['window_end_day'].value))}%7C" in history
 
 
 def test_peak_ingress_binds_when_consumers_are_slow(dataset, window, tmp_path):

@@ -3,8 +3,17 @@ that fits, and a schema that names the status values the cells hold. No broker."
 
 import re
 
+import pandas as pd
+
 from recommender_pipeline.clusters.topic_listing import NOT_SUPPORTED
-from recommender_pipeline.outputs.ui_tables import REASON_CHARS, WHY, recommendations_table, short_reason
+from recommender_pipeline.outputs.ui_tables import (
+    REASON_CHARS,
+    WHY,
+    history_markdown,
+    recommendations_table,
+    short_reason,
+    sparkline,
+)
 from recommender_pipeline.recommending.model import TERM_ORDER
 from recommender_pipeline_testing.report_frames import recommendations_frame
 
@@ -38,3 +47,29 @@ def test_the_reason_is_short_and_the_status_values_are_the_cells():
     assert named == {"active", "empty", "error", "not_measured", NOT_SUPPORTED}
     assert {record.data["status"] for record in table.records} <= named
     assert set(TERM_ORDER) <= set(WHY) and all(len(why) <= REASON_CHARS for why in WHY.values())
+
+
+def test_each_topics_history_reads_day_by_day_with_a_link_to_every_measured_day():
+    """Three days of one topic, the middle one never measured: three bars with a gap, the range
+    of its peaks, and a link to each measured topic-day's partition page, in the table's order."""
+    frame = recommendations_frame(3)
+    topic, cluster = frame.loc[0, "topic_name"], frame.loc[0, "cluster_id"]
+    days = ["2026-03-01", "2026-03-02", "2026-03-03"]
+    measurements = pd.DataFrame(
+        [
+            {"cluster_id": cluster, "topic": topic, "date": days[0], "peak_ingress_bytes_per_sec": 1024.0},
+            {"cluster_id": cluster, "topic": topic, "date": days[2], "peak_ingress_bytes_per_sec": 4096.0},
+        ]
+    )
+    markdown = history_markdown(frame, measurements, days)
+    [line] = [line for line in markdown.splitlines() if line.startswith(f"| {topic} |")]
+    assert (
+        f"`{sparkline([1024.0, None, 4096.0])}`" in line and sparkline([1024.0, None, 4096.0]) == "▃·█"
+    )  # 1/4 of the busiest: bar 3 of 8
+    assert "1.00 KiB/s - 4.00 KiB/s" in line
+    assert line.count("](/assets/topic_measurements?partition=") == 2
+    assert f"partition=2026-03-03%7C{cluster}%2F{topic})" in line  # date|cluster/topic, one partition key
+    order = [line.split(" | ")[0][2:] for line in markdown.splitlines() if line.startswith("| t0")]
+    assert order == [record.data["topic"] for record in recommendations_table(frame).records]
+    others = [line for line in markdown.splitlines() if line.startswith("| t0") and f"| {topic} |" not in line]
+    assert all("none measured" in line and line.endswith("| - |") for line in others)
