@@ -166,8 +166,14 @@ def walk_the_ui(prefix: str, kafka_bootstrap: str, tmp_path: Path, reports_url: 
             # The day's partition of topic_recommendations: its metadata and table of topics.
             page.goto(f"{server.url}/assets/topic_recommendations?view=partitions&partition={day}")
             expect(page.get_by_text("Latest materialization")).to_be_visible()
-            table = page.locator("table table")  # the "recommendations" table, inside the metadata table
+            # The "recommendations" table inside the metadata table (beside it, topic_history's table).
+            table = page.locator("table table").filter(has=page.locator("thead th", has_text="binding"))
             expect(table.locator("tbody tr")).to_have_count(len(topics))
+            # Each topic's history: a row per topic, a link per measured day to its topic-day.
+            history = page.locator("table table").filter(has=page.locator("thead th", has_text="daily peak"))
+            expect(history.locator("tbody tr")).to_have_count(len(topics))
+            links = history.locator("a[href*='/assets/topic_measurements?partition=']")
+            assert len(topics) <= links.count() <= 2 * len(topics)  # today, and yesterday if stored
             metadata = dict(cells(row)[:2] for row in page.get_by_role("row").all_inner_texts() if len(cells(row)) == 2)
             assert metadata["topics"] == str(len(topics)), metadata
             assert metadata["window_end_day"] == day, metadata
