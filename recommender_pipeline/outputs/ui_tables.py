@@ -141,9 +141,13 @@ def history_markdown(recommendations: pd.DataFrame, measurements: pd.DataFrame, 
     links and its plots interleave every topic's days, so this is where one topic's history and
     the evidence behind its number are read."""
     shown = table_rows(recommendations, HISTORY_ROWS)
+    # Only the shown topics' days of the window: the history holds every topic's 28 days.
+    shown_keys = list(zip(shown["cluster_id"], shown["topic_name"], strict=True))
+    keys = pd.MultiIndex.from_frame(measurements[["cluster_id", "topic"]])
+    window = measurements.loc[measurements["date"].astype(str).isin(days).to_numpy() & keys.isin(shown_keys)]
     by_topic = {
         (cluster, topic): rows.set_index(rows["date"].astype(str))
-        for (cluster, topic), rows in measurements.groupby(["cluster_id", "topic"])
+        for (cluster, topic), rows in window.groupby(["cluster_id", "topic"])
     }
     lines = [
         f"Daily peaks over the window {days[0]} to {days[-1]} (· a day not measured); each date opens that "
