@@ -70,8 +70,14 @@ def test_the_html_report_opens_offline_and_sorts_its_table(prefix, kafka_bootstr
 
     # The link the `reports` asset's metadata gives the UI is the report the command printed.
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        event = instance.get_latest_materialization_event(dg.AssetKey("reports"))
-        metadata = event.asset_materialization.metadata
+        # The materialization that wrote it: recommendations of earlier days whose windows this
+        # command filled may be refreshed after it, so the latest is not always that one.
+        records = instance.fetch_materializations(dg.AssetKey("reports"), limit=20).records
+        [metadata] = [
+            record.asset_materialization.metadata
+            for record in records
+            if html_path in record.asset_materialization.metadata["paths"].value
+        ]
         url, path = metadata[f"html_report_{CLUSTER_ID}"].value, metadata["html_report"].value
     # Over HTTP under REPORTS_URL (a browser opens no file:// link from the UI), and its path.
     assert url == Settings.model_fields["reports_url"].default + Path(html_path).name
